@@ -1,0 +1,51 @@
+"""pgq: a job queue that lives in PostgreSQL."""
+
+from __future__ import annotations
+
+from .app import App
+from .context import JobContext, current_job
+from .exceptions import (
+    Cancelled,
+    ConfigurationError,
+    DatabaseError,
+    DatabaseUnavailable,
+    Fail,
+    InvalidOptions,
+    JobNotFound,
+    JobTimeout,
+    PgqError,
+    Retry,
+    SchemaNotMigrated,
+    SerializationError,
+    UnknownTask,
+)
+from .jobs import Job, JobStatus
+from .tasks import Task
+from .worker import Worker, WorkerConfig
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "App",
+    "Cancelled",
+    "ConfigurationError",
+    "DatabaseError",
+    "DatabaseUnavailable",
+    "Fail",
+    "InvalidOptions",
+    "Job",
+    "JobContext",
+    "JobNotFound",
+    "JobStatus",
+    "JobTimeout",
+    "PgqError",
+    "Retry",
+    "SchemaNotMigrated",
+    "SerializationError",
+    "Task",
+    "UnknownTask",
+    "Worker",
+    "WorkerConfig",
+    "__version__",
+    "current_job",
+]

@@ -1,0 +1,267 @@
+"""The App: a DSN, a registry of tasks, and connections made on first use."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, TypeVar, overload
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
+
+from . import db, store
+from .exceptions import ConfigurationError, DatabaseUnavailable, InvalidOptions, UnknownTask
+from .jobs import Job
+from .retry import Backoff
+from .tasks import P, R, Task, UniqueKey
+
+T = TypeVar("T")
+
+DSN_VARIABLES = ("PGQ_DSN", "DATABASE_URL")
+
+
+def resolve_dsn(dsn: str | None = None) -> str:
+    """The DSN argument, else ``PGQ_DSN``, else ``DATABASE_URL``."""
+    if dsn:
+        return dsn
+    for variable in DSN_VARIABLES:
+        if os.environ.get(variable):
+            return os.environ[variable]
+    raise ConfigurationError()
+
+
+class App:
+    """Tasks and the database they are queued in.
+
+    Building an App is cheap and connects to nothing: connections open on first
+    use, so an App can be made at import time (before Django settings exist).
+    """
+
+    def __init__(self, dsn: str | None = None, *, pool_size: int = 4, connect_timeout: int = 10):
+        self._dsn = dsn
+        self.pool_size = pool_size
+        self.connect_timeout = connect_timeout
+        self.tasks: dict[str, Task[Any, Any]] = {}
+        self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
+        self._apool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
+        self._apool_loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def dsn(self) -> str:
+        return resolve_dsn(self._dsn)
+
+    def configure(self, *, dsn: str | None) -> None:
+        """Point the App at another database; open connections are closed."""
+        self.close()
+        self._dsn = dsn
+
+    # Registry.
+
+    @overload
+    def task(self, func: Callable[P, R], /) -> Task[P, R]: ...
+
+    @overload
+    def task(
+        self,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        priority: int = 0,
+        max_attempts: int = 3,
+        timeout: float | None = None,
+        retry_backoff: Backoff = 2.0,
+        retry_on: tuple[type[BaseException], ...] = (Exception,),
+        unique: UniqueKey = False,
+    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+    def task(  # type: ignore[misc]  # options are checked by Task
+        self, func: Callable[..., Any] | None = None, /, *, name: str | None = None, **options: Any
+    ) -> Any:
+        """Register a function as a task: ``@app.task`` or ``@app.task(queue=...)``.
+
+        ``timeout`` (seconds) bounds one attempt; ``max_attempts`` counts every
+        attempt; ``retry_backoff`` is a base delay in seconds (doubled at each
+        attempt, with jitter) or a function attempt -> seconds; ``retry_on``
+        limits retries to those exception types; ``unique=True`` (or a function
+        of the arguments returning a key) keeps one live job per key.
+        """
+
+        def register(function: Callable[..., Any]) -> Task[Any, Any]:
+            task_name = name or f"{function.__module__}.{function.__qualname__}"
+            if task_name in self.tasks and self.tasks[task_name].func is not function:
+                raise InvalidOptions(f"a different task is already registered as {task_name!r}")
+            registered: Task[Any, Any] = Task(func=function, app=self, name=task_name, **options)
+            self.tasks[task_name] = registered
+            return registered
+
+        return register(func) if func is not None else register
+
+    def get_task(self, name: str) -> Task[Any, Any]:
+        try:
+            return self.tasks[name]
+        except KeyError:
+            known = ", ".join(sorted(self.tasks)) or "none"
+            raise UnknownTask(f"unknown task {name!r} (registered: {known})") from None
+
+    # Connections.
+
+    def _get_pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
+        with self._lock:
+            if self._pool is None:
+                dsn = self.dsn
+                db.check_dsn(dsn)
+                self._pool = ConnectionPool(
+                    dsn,
+                    min_size=1,
+                    max_size=self.pool_size,
+                    timeout=self.connect_timeout,
+                    kwargs={"connect_timeout": self.connect_timeout},
+                    # A connection broken by a server restart is replaced, not handed out.
+                    check=ConnectionPool.check_connection,
+                    open=True,
+                    name="pgq",
+                )
+            return self._pool
+
+    async def _get_apool(self) -> AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
+        loop = asyncio.get_running_loop()
+        if self._apool is None or self._apool_loop is not loop:
+            dsn = self.dsn
+            db.check_dsn(dsn)
+            self._apool = AsyncConnectionPool(
+                dsn,
+                min_size=1,
+                max_size=self.pool_size,
+                timeout=self.connect_timeout,
+                kwargs={"connect_timeout": self.connect_timeout},
+                check=AsyncConnectionPool.check_connection,
+                open=False,
+                name="pgq-async",
+            )
+            self._apool_loop = loop
+            await self._apool.open()
+        return self._apool
+
+    def _unavailable(self) -> DatabaseUnavailable:
+        # The pool only says it timed out; one direct attempt gives the real reason.
+        try:
+            db.connect(self.dsn, connect_timeout=self.connect_timeout).close()
+        except DatabaseUnavailable as exc:
+            return exc
+        return DatabaseUnavailable(f"no connection to {db.describe_dsn(self.dsn)} became free")
+
+    @contextmanager
+    def connection(self, connection: Any = None) -> Iterator[psycopg.Connection[Any]]:
+        """The given connection as is, or one from the App's pool in a transaction
+        that commits when the block exits without error."""
+        if connection is not None:
+            if not isinstance(connection, psycopg.Connection):
+                raise InvalidOptions(
+                    f"connection must be a psycopg Connection, got {type(connection).__name__}"
+                )
+            yield connection
+            return
+        try:
+            with self._get_pool().connection() as conn, db.translated_errors():
+                yield conn
+        except PoolTimeout:
+            raise self._unavailable() from None
+
+    @asynccontextmanager
+    async def aconnection(
+        self, connection: Any = None
+    ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        if connection is not None:
+            if not isinstance(connection, psycopg.AsyncConnection):
+                raise InvalidOptions(
+                    f"connection must be a psycopg AsyncConnection, got {type(connection).__name__}"
+                )
+            yield connection
+            return
+        pool = await self._get_apool()
+        try:
+            async with pool.connection() as conn:
+                with db.translated_errors():
+                    yield conn
+        except PoolTimeout:
+            raise self._unavailable() from None
+
+    def execute(self, operation: db.Operation[T], connection: Any = None) -> T:
+        """Run a store operation on ``connection`` or in a transaction of its own."""
+        with self.connection(connection) as conn:
+            return db.run(conn, operation)
+
+    async def aexecute(self, operation: db.Operation[T], connection: Any = None) -> T:
+        async with self.aconnection(connection) as conn:
+            return await db.arun(conn, operation)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
+        self._apool = None  # an async pool is bound to its loop; aclose() closes it
+
+    async def aclose(self) -> None:
+        if self._apool is not None:
+            await self._apool.close()
+            self._apool = None
+        self.close()
+
+    # Jobs.
+
+    def get_job(self, job_id: int, *, connection: Any = None) -> Job:
+        return Job.from_row(self.execute(store.get_job(job_id), connection), self)
+
+    async def aget_job(self, job_id: int, *, connection: Any = None) -> Job:
+        return Job.from_row(await self.aexecute(store.get_job(job_id), connection), self)
+
+    def retry(self, *job_ids: int, connection: Any = None) -> list[int]:
+        """Put failed or cancelled jobs back in the queue; returns the ids that moved."""
+        return self.execute(store.retry_jobs(job_ids), connection)
+
+    async def aretry(self, *job_ids: int, connection: Any = None) -> list[int]:
+        return await self.aexecute(store.retry_jobs(job_ids), connection)
+
+    def cancel(self, *job_ids: int, connection: Any = None) -> dict[int, str]:
+        """Cancel queued jobs at once; ask running ones to stop (the task sees it
+        through ``pgq.current_job().cancel_requested``; async tasks are cancelled).
+        Returns {id: status after the call} for the jobs that were still live."""
+        rows = self.execute(store.cancel_jobs(job_ids), connection)
+        return {row["id"]: str(row["status"]) for row in rows}
+
+    async def acancel(self, *job_ids: int, connection: Any = None) -> dict[int, str]:
+        rows = await self.aexecute(store.cancel_jobs(job_ids), connection)
+        return {row["id"]: str(row["status"]) for row in rows}
+
+    def list_jobs(
+        self,
+        *,
+        status: str | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        limit: int = 50,
+    ) -> list[Job]:
+        rows = self.execute(store.list_jobs(status, queue, task, limit))
+        return [Job.from_row(row, self) for row in rows]
+
+    # Schema and worker.
+
+    def migrate(self) -> list[str]:
+        """Apply pending schema migrations; returns the names applied."""
+        from .migrate import migrate
+
+        return migrate(self.dsn)
+
+    def run_worker(self, **options: Any) -> None:
+        """Run a worker in this process until stopped (see :class:`pgq.worker.Worker`)."""
+        from .worker import Worker
+
+        Worker(self, **options).run()
+
+    def task_names(self) -> Sequence[str]:
+        return sorted(self.tasks)

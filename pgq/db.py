@@ -1,0 +1,193 @@
+"""Running pgq's queries: one driver for sync and async connections, and the
+single place where psycopg errors become pgq errors.
+
+Store operations (:mod:`pgq.store`) are generators that yield the statements
+they need and receive the rows, so each is written once and runs on either
+kind of connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import DictRow, dict_row
+from typing_extensions import LiteralString
+
+from .exceptions import (
+    ConfigurationError,
+    DatabaseError,
+    DatabaseUnavailable,
+    PgqError,
+    SchemaNotMigrated,
+)
+from .queries import QUERIES
+
+T = TypeVar("T")
+Rows = list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Query:
+    """Run the named query with these parameters; the operation gets the rows."""
+
+    name: str
+    params: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Copy:
+    """COPY these rows with the named ``COPY ... FROM STDIN`` statement."""
+
+    name: str
+    rows: Sequence[Sequence[Any]]
+
+
+@dataclass(frozen=True)
+class Script:
+    """Run a whole SQL file shipped with pgq (a migration); no parameters."""
+
+    name: str
+    text: LiteralString
+
+
+Step = Query | Copy | Script
+Operation = Generator[Step, Rows, T]
+
+# SQLSTATEs that mean "the schema pgq expects is not there".
+_MISSING_SCHEMA = (
+    errors.UndefinedTable,
+    errors.InvalidSchemaName,
+    errors.UndefinedObject,
+    errors.UndefinedColumn,
+    errors.UndefinedFunction,
+)
+
+
+def describe_dsn(dsn: str) -> str:
+    """The DSN without its password, for messages and logs."""
+    try:
+        parts = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "<invalid DSN>"
+    host = parts.get("host") or "localhost"
+    port = parts.get("port") or "5432"
+    user = f"{parts['user']}@" if parts.get("user") else ""
+    return f"postgresql://{user}{host}:{port}/{parts.get('dbname', '')}"
+
+
+def check_dsn(dsn: str) -> None:
+    try:
+        conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise ConfigurationError(f"invalid DSN: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def is_disconnect(exc: psycopg.Error) -> bool:
+    """True when the error means the connection is gone, not that a statement failed."""
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
+
+
+def translate(exc: psycopg.Error) -> PgqError:
+    """The pgq error for a psycopg error, chosen by SQLSTATE class."""
+    if isinstance(exc, _MISSING_SCHEMA):
+        return SchemaNotMigrated()
+    if isinstance(exc, errors.InsufficientPrivilege):
+        return DatabaseError(f"permission denied: {_first_line(exc)}")
+    if isinstance(exc, psycopg.OperationalError) and is_disconnect(exc):
+        return DatabaseUnavailable(f"lost the database connection: {_first_line(exc)}")
+    return DatabaseError(_first_line(exc))
+
+
+@contextmanager
+def translated_errors() -> Iterator[None]:
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise translate(exc) from exc
+
+
+def connect(
+    dsn: str, *, autocommit: bool = False, connect_timeout: int = 10
+) -> psycopg.Connection[Any]:
+    check_dsn(dsn)
+    try:
+        return psycopg.connect(dsn, autocommit=autocommit, connect_timeout=connect_timeout)
+    except psycopg.Error as exc:
+        raise DatabaseUnavailable(
+            f"cannot connect to {describe_dsn(dsn)}: {_first_line(exc)}"
+        ) from None
+
+
+async def aconnect(
+    dsn: str, *, autocommit: bool = False, connect_timeout: int = 10
+) -> psycopg.AsyncConnection[Any]:
+    check_dsn(dsn)
+    try:
+        return await psycopg.AsyncConnection.connect(
+            dsn, autocommit=autocommit, connect_timeout=connect_timeout
+        )
+    except psycopg.Error as exc:
+        raise DatabaseUnavailable(
+            f"cannot connect to {describe_dsn(dsn)}: {_first_line(exc)}"
+        ) from None
+
+
+def _execute(cursor: psycopg.Cursor[DictRow], step: Step) -> Rows:
+    if isinstance(step, Script):
+        cursor.execute(step.text)
+        return []
+    if isinstance(step, Copy):
+        with cursor.copy(QUERIES[step.name]) as copy:
+            for row in step.rows:
+                copy.write_row(row)
+        return []
+    cursor.execute(QUERIES[step.name], step.params)
+    return cursor.fetchall() if cursor.description is not None else []
+
+
+async def _aexecute(cursor: psycopg.AsyncCursor[DictRow], step: Step) -> Rows:
+    if isinstance(step, Script):
+        await cursor.execute(step.text)
+        return []
+    if isinstance(step, Copy):
+        async with cursor.copy(QUERIES[step.name]) as copy:
+            for row in step.rows:
+                await copy.write_row(row)
+        return []
+    await cursor.execute(QUERIES[step.name], step.params)
+    return await cursor.fetchall() if cursor.description is not None else []
+
+
+def run(conn: psycopg.Connection[Any], operation: Operation[T]) -> T:
+    """Drive ``operation`` on a sync connection (inside its current transaction)."""
+    with translated_errors(), conn.cursor(row_factory=dict_row) as cursor:
+        try:
+            step = next(operation)
+            while True:
+                step = operation.send(_execute(cursor, step))
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+
+async def arun(conn: psycopg.AsyncConnection[Any], operation: Operation[T]) -> T:
+    """Drive ``operation`` on an async connection (inside its current transaction)."""
+    with translated_errors():
+        async with conn.cursor(row_factory=dict_row) as cursor:
+            try:
+                step = next(operation)
+                while True:
+                    step = operation.send(await _aexecute(cursor, step))
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]

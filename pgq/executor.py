@@ -1,0 +1,141 @@
+"""Running one claimed job: sync tasks in threads, async tasks on the event loop.
+
+Timeouts: an async task is cancelled at its timeout. A sync task cannot be
+killed from outside its thread, so at its timeout the job is recorded as
+timed out at once and ``pgq.JobTimeout`` is raised inside the thread the next
+time it runs Python code; the worker keeps the thread's slot busy until the
+function has really returned. Code stuck in a C call that never returns keeps
+its slot: run such tasks in process isolation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import ctypes
+import logging
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from .context import JobContext, set_current
+from .exceptions import JobTimeout, SerializationError, UnknownTask
+from .jobs import Job, JobStatus
+from .retry import Outcome, format_error, judge_failure
+from .serialization import encode_result
+from .tasks import Task
+
+logger = logging.getLogger("pgq.worker")
+
+
+@dataclass(eq=False)
+class RunningJob:
+    """A job this worker holds, from claim until its outcome is recorded."""
+
+    job: Job
+    worker_id: uuid.UUID  # the identity it was claimed under
+    context: JobContext
+    runner: asyncio.Task[None] | None = None
+    # Set when a timed-out sync task's thread is still running.
+    lingering: asyncio.Future[Any] | None = None
+    released: bool = False
+    thread_id: int | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def claimed(cls, job: Job, worker_id: uuid.UUID) -> RunningJob:
+        return cls(job=job, worker_id=worker_id, context=JobContext(job))
+
+    def outcome(self, status: JobStatus, **values: Any) -> Outcome:
+        return Outcome(self.job.id, self.worker_id, self.job.attempts, status, **values)
+
+
+def _raise_in_thread(thread_id: int, exc_type: type[BaseException]) -> None:
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), ctypes.py_object(exc_type)
+    )
+
+
+class Executor:
+    """Runs jobs for one worker; ``run()`` returns the outcome to record."""
+
+    def __init__(self, tasks: dict[str, Task[Any, Any]], concurrency: int):
+        self.tasks = tasks
+        self._threads = ThreadPoolExecutor(concurrency, thread_name_prefix="pgq-task")
+
+    async def run(self, running: RunningJob) -> Outcome:
+        job = running.job
+        task = self.tasks.get(job.task)
+        try:
+            if task is None:  # the claim filters on known tasks; this is a safety net
+                raise UnknownTask(f"no task {job.task!r} is registered in this worker")
+            call = self._run_async if task.is_async else self._run_sync
+            value = await call(task, running)
+        except asyncio.CancelledError:
+            if running.context.cancel_requested and not running.released:
+                return running.outcome(JobStatus.CANCELLED, error="cancelled while running")
+            raise
+        except BaseException as exc:  # a task may raise anything, SystemExit included
+            verdict = judge_failure(
+                exc,
+                attempts=job.attempts,
+                max_attempts=job.max_attempts,
+                retry_on=task.retry_on if task else (),
+                backoff=task.retry_backoff if task else 0.0,
+                cancel_requested=running.context.cancel_requested,
+            )
+            return running.outcome(verdict.status, error=verdict.error, retry_in=verdict.retry_in)
+        try:
+            return running.outcome(JobStatus.SUCCEEDED, result=encode_result(value))
+        except SerializationError as exc:  # retrying would return the same value
+            return running.outcome(JobStatus.FAILED, error=format_error(exc))
+
+    async def _run_async(self, task: Task[Any, Any], running: RunningJob) -> Any:
+        set_current(running.context)  # this asyncio task has its own context copy
+        job = running.job
+        inner = asyncio.ensure_future(task.func(*job.args, **job.kwargs))
+        try:
+            done, _ = await asyncio.wait({inner}, timeout=task.timeout)
+            if not done:
+                raise JobTimeout(f"{task.name} ran longer than its timeout of {task.timeout}s")
+            return inner.result()
+        finally:
+            if not inner.done():
+                inner.cancel()
+                with contextlib.suppress(BaseException):
+                    await inner
+
+    async def _run_sync(self, task: Task[Any, Any], running: RunningJob) -> Any:
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        future = loop.run_in_executor(self._threads, context.run, self._call, task, running)
+        done, _ = await asyncio.wait({future}, timeout=task.timeout)
+        if done:
+            return future.result()
+        self.interrupt(running, JobTimeout)
+        running.lingering = future
+        raise JobTimeout(f"{task.name} ran longer than its timeout of {task.timeout}s")
+
+    @staticmethod
+    def _call(task: Task[Any, Any], running: RunningJob) -> Any:
+        with running.lock:
+            running.thread_id = threading.get_ident()
+        try:
+            set_current(running.context)
+            return task.func(*running.job.args, **running.job.kwargs)
+        finally:
+            with running.lock:
+                running.thread_id = None
+
+    @staticmethod
+    def interrupt(running: RunningJob, exc_type: type[BaseException]) -> None:
+        """Raise ``exc_type`` in the thread running this job, if one still is."""
+        with running.lock:
+            if running.thread_id is not None:
+                _raise_in_thread(running.thread_id, exc_type)
+
+    def shutdown(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,190 @@
+-- Every statement pgq runs against pgq.jobs. Parameters are always bound,
+-- never formatted in. "-- name:" starts a query; the loader keys them by name.
+
+-- name: insert_job
+-- One job; a live job with the same unique key wins and nothing is inserted.
+-- The NOTIFY is delivered at commit, and PostgreSQL folds identical ones
+-- in a transaction into one, so a batch of enqueues wakes workers once per queue.
+WITH job AS (
+    INSERT INTO pgq.jobs (queue, task, args, kwargs, priority, max_attempts, run_at, unique_key)
+    VALUES (%(queue)s, %(task)s, %(args)s::jsonb, %(kwargs)s::jsonb, %(priority)s,
+            %(max_attempts)s,
+            COALESCE(%(run_at)s::timestamptz, now() + make_interval(secs => %(delay)s)),
+            %(unique_key)s)
+    ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('queued', 'running')
+    DO NOTHING
+    RETURNING *
+)
+SELECT job.* FROM job CROSS JOIN LATERAL pg_notify('pgq', job.queue);
+
+-- name: get_live_job_by_unique_key
+SELECT * FROM pgq.jobs
+WHERE unique_key = %(unique_key)s AND status IN ('queued', 'running');
+
+-- name: reserve_job_ids
+-- Ids for a COPY, which cannot return the ids it generates.
+SELECT nextval(pg_get_serial_sequence('pgq.jobs', 'id')) AS id, now() AS now
+FROM generate_series(1, %(count)s);
+
+-- name: copy_jobs
+COPY pgq.jobs (id, queue, task, args, kwargs, priority, max_attempts) FROM STDIN;
+
+-- name: copy_scheduled_jobs
+COPY pgq.jobs (id, queue, task, args, kwargs, priority, max_attempts, run_at) FROM STDIN;
+
+-- name: notify_queue
+SELECT pg_notify('pgq', %(queue)s);
+
+-- name: get_job
+SELECT * FROM pgq.jobs WHERE id = %(id)s;
+
+-- name: get_jobs
+SELECT * FROM pgq.jobs WHERE id = ANY(%(ids)s::bigint[]) ORDER BY id;
+
+-- name: claim_jobs
+-- Takes up to %(limit)s ready jobs of the given queues, highest priority first,
+-- then oldest. SKIP LOCKED lets many workers claim at once without waiting on
+-- each other; MATERIALIZED makes sure the locking subquery runs exactly once.
+WITH ready AS MATERIALIZED (
+    SELECT id FROM pgq.jobs
+    WHERE status = 'queued'
+      AND queue = ANY(%(queues)s::text[])
+      AND run_at <= now()
+      AND task = ANY(%(tasks)s::text[])
+      -- A worker declared dead must re-register before it claims again.
+      AND EXISTS (SELECT 1 FROM pgq.workers
+                  WHERE id = %(worker_id)s AND expires_at > now())
+    ORDER BY priority DESC, run_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE pgq.jobs AS j
+SET status = 'running', attempts = j.attempts + 1, worker_id = %(worker_id)s,
+    started_at = now(), finished_at = NULL
+FROM ready
+WHERE j.id = ready.id
+RETURNING j.*;
+
+-- name: claim_jobs_any_queue
+WITH ready AS MATERIALIZED (
+    SELECT id FROM pgq.jobs
+    WHERE status = 'queued'
+      AND run_at <= now()
+      AND task = ANY(%(tasks)s::text[])
+      -- A worker declared dead must re-register before it claims again.
+      AND EXISTS (SELECT 1 FROM pgq.workers
+                  WHERE id = %(worker_id)s AND expires_at > now())
+    ORDER BY priority DESC, run_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE pgq.jobs AS j
+SET status = 'running', attempts = j.attempts + 1, worker_id = %(worker_id)s,
+    started_at = now(), finished_at = NULL
+FROM ready
+WHERE j.id = ready.id
+RETURNING j.*;
+
+-- name: next_run_at
+-- When the next waiting job of these queues becomes ready (NULL: none waits).
+SELECT min(run_at) AS run_at FROM pgq.jobs
+WHERE status = 'queued' AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+  AND task = ANY(%(tasks)s::text[]);
+
+-- name: finish_jobs
+-- Records the outcome of many jobs in one statement. Only the holder of the
+-- current attempt may write: a worker that lost its lease matches no row.
+-- A retry of a job whose cancellation was requested ends it cancelled instead.
+UPDATE pgq.jobs AS j
+SET status = CASE
+        WHEN o.status = 'queued' AND j.cancel_requested THEN 'cancelled'
+        ELSE o.status::pgq.job_status
+    END,
+    result = o.result,
+    last_error = COALESCE(o.error, j.last_error),
+    run_at = CASE WHEN o.status = 'queued'
+        THEN now() + make_interval(secs => o.retry_in) ELSE j.run_at END,
+    finished_at = CASE WHEN o.status = 'queued' AND NOT j.cancel_requested
+        THEN NULL ELSE now() END
+FROM unnest(%(ids)s::bigint[], %(worker_ids)s::uuid[], %(attempts)s::integer[],
+            %(statuses)s::text[], %(results)s::jsonb[], %(errors)s::text[],
+            %(retry_in)s::float8[])
+    AS o(id, worker_id, attempts, status, result, error, retry_in)
+WHERE j.id = o.id
+  AND j.status = 'running'
+  AND j.worker_id = o.worker_id
+  AND j.attempts = o.attempts
+RETURNING j.id;
+
+-- name: release_jobs
+-- A stopping worker hands back jobs it could not finish; the interrupted
+-- attempt is not held against the job.
+UPDATE pgq.jobs
+SET status = CASE WHEN cancel_requested THEN 'cancelled'::pgq.job_status ELSE 'queued' END,
+    attempts = attempts - 1,
+    finished_at = CASE WHEN cancel_requested THEN now() END,
+    run_at = now()
+WHERE id = ANY(%(ids)s::bigint[])
+  AND status = 'running'
+  AND worker_id = %(worker_id)s
+RETURNING id;
+
+-- name: release_unknown_jobs
+-- After a lost connection: jobs this worker claimed but never received (the
+-- claim committed, its reply was lost) go back to the queue.
+UPDATE pgq.jobs
+SET status = 'queued', attempts = attempts - 1, run_at = now()
+WHERE worker_id = %(worker_id)s
+  AND status = 'running'
+  AND id <> ALL(%(known_ids)s::bigint[])
+RETURNING id;
+
+-- name: retry_jobs
+-- Failed or cancelled jobs go back to the queue with a fresh attempt budget.
+UPDATE pgq.jobs
+SET status = 'queued', attempts = 0, run_at = now(), finished_at = NULL,
+    started_at = NULL, cancel_requested = false, result = NULL
+WHERE id = ANY(%(ids)s::bigint[]) AND status IN ('failed', 'cancelled')
+RETURNING id, queue;
+
+-- name: cancel_jobs
+-- Queued jobs are cancelled at once; running ones get a request that their
+-- worker passes on to the task.
+UPDATE pgq.jobs
+SET status = CASE WHEN status = 'queued' THEN 'cancelled'::pgq.job_status ELSE status END,
+    finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END,
+    cancel_requested = (status = 'running')
+WHERE id = ANY(%(ids)s::bigint[]) AND status IN ('queued', 'running')
+RETURNING id, status;
+
+-- name: list_jobs
+SELECT * FROM pgq.jobs
+WHERE (%(status)s::pgq.job_status IS NULL OR status = %(status)s::pgq.job_status)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  AND (%(task)s::text IS NULL OR task = %(task)s::text)
+ORDER BY id DESC
+LIMIT %(limit)s;
+
+-- name: queue_status
+-- Counts per queue and status, and how long the oldest ready job has waited.
+SELECT queue, status::text AS status, count(*) AS count,
+       EXTRACT(EPOCH FROM now() - min(run_at) FILTER (
+           WHERE status = 'queued' AND run_at <= now())) AS oldest_ready_age,
+       count(*) FILTER (WHERE status = 'queued' AND run_at > now()) AS scheduled
+FROM pgq.jobs
+GROUP BY queue, status
+ORDER BY queue, status;
+
+-- name: orphaned_tasks
+-- Waiting jobs whose task no live worker has registered: they wait until a
+-- worker that knows the task starts (or an operator cancels them).
+SELECT j.queue, j.task, count(*) AS count
+FROM pgq.jobs AS j
+WHERE j.status = 'queued'
+  AND NOT EXISTS (
+      SELECT 1 FROM pgq.workers AS w
+      WHERE w.expires_at > now()
+        AND j.task = ANY(w.tasks)
+        AND (w.queues IS NULL OR j.queue = ANY(w.queues)))
+GROUP BY j.queue, j.task
+ORDER BY j.queue, j.task;

@@ -1,0 +1,77 @@
+"""JSON in and out of the jobs table. Nothing else is accepted: no pickle,
+so a job row can never carry code."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from .exceptions import SerializationError
+
+# Extra checks for arguments (the Django app adds one that rejects model
+# instances with a hint to pass the primary key).
+ArgumentCheck = Callable[[str, Any], None]
+_argument_checks: list[ArgumentCheck] = []
+
+
+def add_argument_check(check: ArgumentCheck) -> None:
+    """Run ``check(label, value)`` on every argument before encoding it."""
+    if check not in _argument_checks:
+        _argument_checks.append(check)
+
+
+def _dumps(value: Any) -> str:
+    text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+    if "\\u0000" in text:  # valid JSON, but PostgreSQL's jsonb refuses it
+        raise ValueError("contains a NUL character (\\u0000), which PostgreSQL cannot store")
+    return text
+
+
+def _describe(value: Any) -> str:
+    return type(value).__qualname__
+
+
+def _check_one(label: str, value: Any) -> None:
+    for check in _argument_checks:
+        check(label, value)
+    try:
+        _dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(
+            f"{label} is not JSON-serializable ({_describe(value)}): {exc}"
+        ) from None
+
+
+def encode_arguments(task: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[str, str]:
+    """Encode a call's arguments, or name the first one that is not JSON."""
+    if _argument_checks:
+        _check_all(task, args, kwargs)
+    try:
+        return _dumps(list(args)), _dumps(dict(kwargs))
+    except (TypeError, ValueError):
+        _check_all(task, args, kwargs)
+        raise  # unreachable: _check_all raised for the culprit
+
+
+def _check_all(task: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+    for position, value in enumerate(args):
+        _check_one(f"{task}: positional argument {position}", value)
+    for key, value in kwargs.items():
+        if not isinstance(key, str):
+            raise SerializationError(f"{task}: keyword argument names must be strings")
+        _check_one(f"{task}: argument {key!r}", value)
+
+
+def encode_result(value: Any) -> str:
+    """Encode what a task returned; raise ``SerializationError`` if it is not JSON."""
+    try:
+        return _dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(
+            f"the task returned a value that is not JSON-serializable ({_describe(value)}): {exc}"
+        ) from None
+
+
+def decode(text: str) -> Any:
+    return json.loads(text)

@@ -1,0 +1,206 @@
+"""One operation per query, named after what it does to what.
+
+Each operation is a generator run by :func:`pgq.db.run` or :func:`pgq.db.arun`,
+so the sync and async APIs share every line of logic here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from .db import Copy, Operation, Query, Rows
+from .exceptions import JobNotFound
+from .retry import Outcome
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A job about to be inserted; arguments already encoded as JSON text."""
+
+    queue: str
+    task: str
+    args: str
+    kwargs: str
+    priority: int
+    max_attempts: int
+    run_at: datetime | None = None  # absolute time, or
+    delay: float = 0.0  # seconds from the database's now()
+    unique_key: str | None = None
+
+
+def insert_job(job: NewJob) -> Operation[dict[str, Any]]:
+    """Insert one job, or return the live job that already holds its unique key."""
+    while True:
+        rows = yield Query("insert_job", asdict(job))
+        if rows:
+            return rows[0]
+        rows = yield Query("get_live_job_by_unique_key", {"unique_key": job.unique_key})
+        if rows:
+            return rows[0]
+        # The job holding the key finished between the two statements: insert again.
+
+
+def insert_jobs(jobs: Sequence[NewJob]) -> Operation[list[int]]:
+    """COPY many jobs in; one NOTIFY per queue. Returns their ids in order."""
+    if not jobs:
+        return []
+    reserved = yield Query("reserve_job_ids", {"count": len(jobs)})
+    ids = [row["id"] for row in reserved]
+    now: datetime = reserved[0]["now"]
+    if any(job.run_at is not None or job.delay for job in jobs):
+        rows: list[tuple[Any, ...]] = [
+            (*_copy_row(job_id, job), job.run_at or now + timedelta(seconds=job.delay))
+            for job_id, job in zip(ids, jobs, strict=True)
+        ]
+        yield Copy("copy_scheduled_jobs", rows)
+    else:
+        yield Copy(
+            "copy_jobs", [_copy_row(job_id, job) for job_id, job in zip(ids, jobs, strict=True)]
+        )
+    for queue in sorted({job.queue for job in jobs}):
+        yield Query("notify_queue", {"queue": queue})
+    return ids
+
+
+def _copy_row(job_id: int, job: NewJob) -> tuple[Any, ...]:
+    return (job_id, job.queue, job.task, job.args, job.kwargs, job.priority, job.max_attempts)
+
+
+def get_job(job_id: int) -> Operation[dict[str, Any]]:
+    rows = yield Query("get_job", {"id": job_id})
+    if not rows:
+        raise JobNotFound(f"no job with id {job_id}")
+    return rows[0]
+
+
+def retry_jobs(ids: Sequence[int]) -> Operation[list[int]]:
+    """Failed or cancelled jobs back to ``queued``; returns the ids that moved."""
+    rows = yield Query("retry_jobs", {"ids": list(ids)})
+    for queue in sorted({row["queue"] for row in rows}):
+        yield Query("notify_queue", {"queue": queue})
+    return [row["id"] for row in rows]
+
+
+def cancel_jobs(ids: Sequence[int]) -> Operation[Rows]:
+    """Cancel queued jobs, request cancellation of running ones; rows (id, status)."""
+    return (yield Query("cancel_jobs", {"ids": list(ids)}))
+
+
+def list_jobs(
+    status: str | None = None,
+    queue: str | None = None,
+    task: str | None = None,
+    limit: int = 50,
+) -> Operation[Rows]:
+    params = {"status": status, "queue": queue, "task": task, "limit": limit}
+    return (yield Query("list_jobs", params))
+
+
+def queue_status() -> Operation[Rows]:
+    return (yield Query("queue_status"))
+
+
+def orphaned_tasks() -> Operation[Rows]:
+    return (yield Query("orphaned_tasks"))
+
+
+def list_workers() -> Operation[Rows]:
+    return (yield Query("list_workers"))
+
+
+# The worker's side.
+
+
+def register_worker(
+    worker_id: uuid.UUID,
+    hostname: str,
+    pid: int,
+    queues: Sequence[str] | None,
+    tasks: Sequence[str],
+    concurrency: int,
+    lease_seconds: float,
+) -> Operation[bool]:
+    yield Query(
+        "register_worker",
+        {
+            "worker_id": worker_id,
+            "hostname": hostname,
+            "pid": pid,
+            "queues": list(queues) if queues is not None else None,
+            "tasks": list(tasks),
+            "concurrency": concurrency,
+            "lease_seconds": lease_seconds,
+        },
+    )
+    return True
+
+
+def heartbeat_worker(
+    worker_id: uuid.UUID, lease_seconds: float
+) -> Operation[tuple[bool, list[int]]]:
+    """Extend the lease; returns (still registered, ids of jobs asked to cancel)."""
+    rows = yield Query("heartbeat_worker", {"worker_id": worker_id, "lease_seconds": lease_seconds})
+    return bool(rows[0]["alive"]), list(rows[0]["cancel_ids"])
+
+
+def recover_expired_jobs() -> Operation[Rows]:
+    return (yield Query("recover_expired_jobs"))
+
+
+def deregister_worker(worker_id: uuid.UUID) -> Operation[bool]:
+    yield Query("deregister_worker", {"worker_id": worker_id})
+    return True
+
+
+def claim_jobs(
+    worker_id: uuid.UUID, queues: Sequence[str] | None, tasks: Sequence[str], limit: int
+) -> Operation[Rows]:
+    params = {"worker_id": worker_id, "tasks": list(tasks), "limit": limit}
+    if queues is None:
+        return (yield Query("claim_jobs_any_queue", params))
+    return (yield Query("claim_jobs", {**params, "queues": list(queues)}))
+
+
+def next_run_at(queues: Sequence[str] | None, tasks: Sequence[str]) -> Operation[datetime | None]:
+    rows = yield Query(
+        "next_run_at",
+        {"queues": list(queues) if queues is not None else None, "tasks": list(tasks)},
+    )
+    return rows[0]["run_at"] if rows else None
+
+
+def finish_jobs(outcomes: Sequence[Outcome]) -> Operation[set[int]]:
+    """Write outcomes; returns the ids actually updated (the others were fenced off)."""
+    rows = yield Query(
+        "finish_jobs",
+        {
+            "ids": [o.job_id for o in outcomes],
+            "worker_ids": [o.worker_id for o in outcomes],
+            "attempts": [o.attempts for o in outcomes],
+            "statuses": [o.status.value for o in outcomes],
+            "results": [o.result for o in outcomes],
+            "errors": [o.error for o in outcomes],
+            "retry_in": [o.retry_in for o in outcomes],
+        },
+    )
+    return {row["id"] for row in rows}
+
+
+def release_jobs(worker_id: uuid.UUID, ids: Sequence[int]) -> Operation[list[int]]:
+    rows = yield Query("release_jobs", {"worker_id": worker_id, "ids": list(ids)})
+    return [row["id"] for row in rows]
+
+
+def release_unknown_jobs(worker_id: uuid.UUID, known_ids: Sequence[int]) -> Operation[list[int]]:
+    rows = yield Query(
+        "release_unknown_jobs", {"worker_id": worker_id, "known_ids": list(known_ids)}
+    )
+    return [row["id"] for row in rows]
+
+
+def listen() -> Operation[None]:
+    yield Query("listen")

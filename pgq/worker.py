@@ -1,0 +1,530 @@
+"""The worker: claims ready jobs, runs them, records what happened.
+
+One asyncio loop per process drives everything: a claim loop that asks for as
+many jobs as it has free slots, a listener that wakes it on NOTIFY, a
+heartbeat that keeps its lease and recovers the jobs of dead workers, and a
+writer that records outcomes in batches. Each is a method below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import psycopg
+
+from . import db, store
+from .exceptions import ConfigurationError, DatabaseError, DatabaseUnavailable, InvalidOptions
+from .executor import Executor, RunningJob
+from .jobs import Job, JobStatus
+from .migrate import check_schema
+from .retry import Outcome, format_error
+from .validation import queue_name
+
+if TYPE_CHECKING:
+    from .app import App
+
+logger = logging.getLogger("pgq.worker")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerConfig:
+    """How a worker runs. Defaults suit most deployments.
+
+    queues: serve only these queues (None: every queue).
+    concurrency: jobs run at once by this process (threads for sync tasks).
+    burst: exit once no job is ready, instead of waiting for more.
+    poll_interval: seconds between claims when no NOTIFY arrives (the fallback).
+    heartbeat_interval: seconds between heartbeats.
+    lease_seconds: a worker silent this long is dead; its jobs go back to the queue.
+    shutdown_grace: seconds running jobs get to finish after SIGTERM.
+    """
+
+    queues: tuple[str, ...] | None = None
+    concurrency: int = 10
+    burst: bool = False
+    poll_interval: float = 5.0
+    heartbeat_interval: float = 5.0
+    lease_seconds: float = 30.0
+    shutdown_grace: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.queues is not None:
+            if not self.queues:
+                raise InvalidOptions("queues must name at least one queue (or be None for all)")
+            object.__setattr__(self, "queues", tuple(queue_name(q) for q in self.queues))
+        if (
+            isinstance(self.concurrency, bool)
+            or not isinstance(self.concurrency, int)
+            or self.concurrency < 1
+        ):
+            raise InvalidOptions(f"concurrency must be an integer >= 1, got {self.concurrency!r}")
+        for name in ("poll_interval", "heartbeat_interval", "lease_seconds"):
+            if getattr(self, name) <= 0:
+                raise InvalidOptions(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if self.shutdown_grace < 0:
+            raise InvalidOptions(f"shutdown_grace must be >= 0, got {self.shutdown_grace!r}")
+        if self.lease_seconds < 2 * self.heartbeat_interval:
+            raise InvalidOptions(
+                f"lease_seconds ({self.lease_seconds}) must be at least twice "
+                f"heartbeat_interval ({self.heartbeat_interval}) or live workers lose their jobs"
+            )
+
+
+class Worker:
+    """Runs the tasks of ``app``; ``run()`` blocks until stopped (SIGTERM/SIGINT)."""
+
+    def __init__(self, app: App, **options: Any):
+        queues = options.get("queues")
+        if isinstance(queues, str):
+            options["queues"] = tuple(q.strip() for q in queues.split(",") if q.strip())
+        elif queues is not None:
+            options["queues"] = tuple(queues)
+        self.app = app
+        self.config = WorkerConfig(**options)
+        self.id = uuid.uuid4()
+        self.task_names = sorted(app.tasks)
+        if not self.task_names:
+            raise ConfigurationError("the app has no tasks registered: nothing to run")
+        self.running: dict[int, RunningJob] = {}
+        self.processed = 0
+        self._outcomes: list[Outcome] = []
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._executor = Executor(app.tasks, self.config.concurrency)
+
+    # Running and stopping.
+
+    def run(self) -> None:
+        """Work until SIGTERM/SIGINT (or, with ``burst``, until no job is ready)."""
+        asyncio.run(self._run_with_signals())
+
+    async def _run_with_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        handled = threading.current_thread() is threading.main_thread()
+        if handled:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+        try:
+            await self.arun()
+        finally:
+            if handled:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+
+    def _on_signal(self, sig: int) -> None:
+        name = signal.Signals(sig).name
+        if self._stopping.is_set():
+            logger.warning("second %s: releasing running jobs now", name)
+            self._grace_over.set()
+            return
+        logger.info(
+            "%s: stopping; %d running job(s) get %.0fs to finish",
+            name,
+            len(self.running),
+            self.config.shutdown_grace,
+        )
+        self._stopping.set()
+
+    def stop(self) -> None:
+        """Stop claiming and shut down gracefully (callable from any thread)."""
+        self._loop.call_soon_threadsafe(self._stopping.set)
+
+    async def arun(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        self._grace_over = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._outcomes_ready = asyncio.Event()
+        self._writer_idle = asyncio.Event()
+        self._writer_idle.set()
+        self._reconnecting = asyncio.Lock()
+        self._registered = False
+        if not await self._reconnect(give_up=self._stopping):
+            return
+        assert self._conn is not None
+        await db.arun(self._conn, check_schema())  # SchemaNotMigrated is fatal
+        if await self._with_connection(self._registration, give_up=self._stopping) is None:
+            return
+        self._registered = True
+        services = [
+            asyncio.create_task(self._listen(), name="pgq-listen"),
+            asyncio.create_task(self._heartbeat(), name="pgq-heartbeat"),
+            asyncio.create_task(self._write_outcomes(), name="pgq-outcomes"),
+        ]
+        logger.info(
+            "worker=%s started queues=%s concurrency=%d tasks=%d",
+            self.id,
+            ",".join(self.config.queues or ("*",)),
+            self.config.concurrency,
+            len(self.task_names),
+        )
+        try:
+            await self._claim_loop()
+        finally:
+            await self._shutdown(services)
+
+    # The claim loop.
+
+    def _claim(self, limit: int) -> Callable[[], db.Operation[list[dict[str, Any]]]]:
+        return lambda: store.claim_jobs(self.id, self.config.queues, self.task_names, limit)
+
+    async def _claim_loop(self) -> None:
+        config = self.config
+        while not self._stopping.is_set():
+            free = config.concurrency - len(self.running)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._wait_any(self._slot_freed, self._stopping)
+                continue
+            self._wake.clear()  # before claiming, so a NOTIFY during the claim is kept
+            rows = await self._with_connection(self._claim(free), give_up=self._stopping)
+            if rows is None:
+                continue  # stopping, or a failed statement (already logged)
+            for row in rows:
+                self._start(row)
+            if len(rows) == free:
+                continue  # took all we asked for: there may be more
+            if config.burst:
+                if await self._burst_finished():
+                    return
+                continue
+            timeout = await self._idle_timeout()
+            await self._wait_any(self._wake, self._stopping, timeout=timeout)
+
+    async def _burst_finished(self) -> bool:
+        """True once nothing runs, every outcome is written and no job is ready."""
+        if self.running:
+            self._slot_freed.clear()
+            await self._wait_any(self._slot_freed, self._stopping)
+            return False
+        if not self._writer_idle.is_set():
+            await self._wait_any(self._writer_idle, self._stopping)
+            return False
+        rows = await self._with_connection(
+            self._claim(self.config.concurrency), give_up=self._stopping
+        )
+        for row in rows or ():
+            self._start(row)
+        return rows == []
+
+    async def _idle_timeout(self) -> float:
+        """Sleep until the poll interval, or until the next delayed job is due."""
+        timeout = self.config.poll_interval
+        run_at = await self._with_connection(
+            lambda: store.next_run_at(self.config.queues, self.task_names), give_up=self._stopping
+        )
+        if isinstance(run_at, datetime):
+            due_in = (run_at - datetime.now(timezone.utc)).total_seconds()
+            timeout = min(timeout, max(due_in, 0.05))
+        return timeout
+
+    def _start(self, row: dict[str, Any]) -> None:
+        job = Job.from_row(row, self.app)
+        running = RunningJob.claimed(job, self.id)
+        self.running[job.id] = running
+        running.runner = asyncio.create_task(self._execute(running))
+
+    async def _execute(self, running: RunningJob) -> None:
+        job = running.job
+        started = time.monotonic()
+        try:
+            try:
+                outcome = await self._executor.run(running)
+            except asyncio.CancelledError as exc:
+                if running.released:
+                    return
+                outcome = running.outcome(JobStatus.FAILED, error=format_error(exc))
+            self._record(running, outcome)
+            if running.lingering is not None:  # a timed-out thread holds its slot until it ends
+                with contextlib.suppress(BaseException):
+                    await running.lingering
+        finally:
+            self.running.pop(job.id, None)
+            self._slot_freed.set()
+        self.processed += 1
+        log = logger.info if outcome.status is JobStatus.SUCCEEDED else logger.warning
+        log(
+            "job=%d task=%s attempt=%d status=%s duration_ms=%.0f%s",
+            job.id,
+            job.task,
+            job.attempts,
+            outcome.status.value,
+            (time.monotonic() - started) * 1000,
+            f" retry_in={outcome.retry_in:.1f}s" if outcome.status is JobStatus.QUEUED else "",
+        )
+
+    def _record(self, running: RunningJob, outcome: Outcome) -> None:
+        if running.released:
+            return
+        self._outcomes.append(outcome)
+        self._writer_idle.clear()
+        self._outcomes_ready.set()
+
+    # Recording outcomes, batched: while one write is in flight the next batch grows.
+
+    async def _write_outcomes(self) -> None:
+        while True:
+            await self._outcomes_ready.wait()
+            self._outcomes_ready.clear()
+            while self._outcomes:
+                batch, self._outcomes = self._outcomes, []
+                if not await self._write(batch, give_up=self._grace_over):
+                    self._outcomes[:0] = batch  # keep them for the final flush
+                    break
+            if not self._outcomes:
+                self._writer_idle.set()
+
+    async def _write(self, batch: list[Outcome], give_up: asyncio.Event | None) -> bool:
+        written = await self._with_connection(lambda: store.finish_jobs(batch), give_up=give_up)
+        if written is None:
+            return False
+        for outcome in batch:
+            if outcome.job_id not in written:
+                logger.warning(
+                    "job=%d attempt=%d outcome=%s discarded: this worker no longer holds the "
+                    "job (its lease expired and the job was recovered)",
+                    outcome.job_id,
+                    outcome.attempts,
+                    outcome.status.value,
+                )
+        if any(o.status is JobStatus.QUEUED for o in batch):
+            self._wake.set()  # a retry may be due before the next poll
+        return True
+
+    # NOTIFY: wake the claim loop as soon as a job is committed.
+
+    async def _listen(self) -> None:
+        delay = 0.5
+        while True:
+            conn: psycopg.AsyncConnection[Any] | None = None
+            try:
+                conn = await db.aconnect(self.app.dsn, autocommit=True)
+                await db.arun(conn, store.listen())
+                delay = 0.5
+                self._wake.set()  # whatever was sent while we were not listening
+                async for notify in conn.notifies():
+                    if self.config.queues is None or notify.payload in self.config.queues:
+                        self._wake.set()
+            except (psycopg.Error, DatabaseError) as exc:
+                logger.warning("listen connection lost (%s); polling until it is back", exc)
+            finally:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 10.0)
+
+    # Heartbeats, cancellation requests, lease recovery.
+
+    def _registration(self) -> db.Operation[bool]:
+        return store.register_worker(
+            self.id,
+            socket.gethostname(),
+            os.getpid(),
+            self.config.queues,
+            self.task_names,
+            self.config.concurrency,
+            self.config.lease_seconds,
+        )
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.heartbeat_interval)
+            beat = await self._with_connection(
+                lambda: store.heartbeat_worker(self.id, self.config.lease_seconds)
+            )
+            if beat is None:
+                continue
+            alive, cancel_ids = beat
+            if not alive:
+                await self._reregister()
+            for job_id in cancel_ids:
+                self._request_cancel(job_id)
+            recovered = await self._with_connection(store.recover_expired_jobs)
+            for row in recovered or ():
+                logger.warning(
+                    "job=%d recovered from a dead worker: now %s", row["id"], row["status"]
+                )
+            if recovered:
+                self._wake.set()
+
+    async def _reregister(self) -> None:
+        """Another worker declared this one dead (it was paused or cut off too long)
+        and recovered its jobs. Their outcomes are now fenced off; carry on under a
+        new identity so that no claim is ever made twice under one (worker, attempt)."""
+        old, self.id = self.id, uuid.uuid4()
+        logger.error(
+            "worker=%s lost its lease; %d running job(s) will not be recorded; "
+            "continuing as worker=%s",
+            old,
+            len(self.running),
+            self.id,
+        )
+        await self._with_connection(self._registration)
+
+    def _request_cancel(self, job_id: int) -> None:
+        running = self.running.get(job_id)
+        if running is None or running.context.cancel_requested:
+            return
+        running.context.request_cancel()
+        logger.info("job=%d cancellation requested", job_id)
+        task = self.app.tasks.get(running.job.task)
+        if running.runner is not None and task is not None and task.is_async:
+            running.runner.cancel()
+
+    # The work connection, with reconnection.
+
+    async def _with_connection(
+        self, operation: Callable[[], db.Operation[T]], give_up: asyncio.Event | None = None
+    ) -> T | None:
+        """Run a store operation on the work connection; None if it could not run.
+
+        A lost connection is re-established and the operation retried, until
+        ``give_up`` is set (without one: a single reconnection attempt). Other
+        database errors (a statement or lock timeout, say) are logged and give
+        None: every statement pgq runs is atomic, so a failed one leaves nothing
+        half done.
+        """
+        while True:
+            conn = self._conn
+            if conn is None or conn.broken or conn.closed:
+                if not await self._reconnect(give_up):
+                    return None
+                continue
+            try:
+                return await db.arun(conn, operation())
+            except DatabaseUnavailable as exc:
+                logger.warning("database connection lost: %s", exc)
+                with contextlib.suppress(Exception):
+                    await conn.close()
+            except DatabaseError as exc:
+                if conn.broken or conn.closed:
+                    continue
+                logger.error("database error: %s", exc)
+                await asyncio.sleep(0.2)
+                return None
+
+    async def _reconnect(self, give_up: asyncio.Event | None) -> bool:
+        async with self._reconnecting:
+            if self._conn is not None and not (self._conn.broken or self._conn.closed):
+                return True  # another coroutine reconnected meanwhile
+            if self._conn is not None:
+                with contextlib.suppress(Exception):
+                    await self._conn.close()
+                self._conn = None
+            delay, attempt = 0.5, 0
+            while True:
+                attempt += 1
+                try:
+                    conn = await db.aconnect(self.app.dsn, autocommit=True)
+                    break
+                except DatabaseUnavailable as exc:
+                    if give_up is None or give_up.is_set():
+                        logger.warning("%s", exc)
+                        return False
+                    logger.warning("%s (attempt %d, next in %.1fs)", exc, attempt, delay)
+                await self._wait_any(give_up, timeout=delay)
+                delay = min(delay * 2, 10.0) * (0.75 + random.random() / 2)
+            if self._registered:
+                logger.info("reconnected to the database after %d attempt(s)", attempt)
+                try:
+                    # A claim whose reply was lost committed jobs we never saw: hand them back.
+                    released = await db.arun(
+                        conn, store.release_unknown_jobs(self.id, list(self.running))
+                    )
+                except DatabaseError as exc:
+                    logger.warning("could not check for lost claims: %s", exc)
+                    released = []
+                if released:
+                    logger.warning(
+                        "released %d job(s) claimed during the outage: %s", len(released), released
+                    )
+                    self._wake.set()
+            self._conn = conn
+            return True
+
+    # Shutdown.
+
+    async def _shutdown(self, services: Sequence[asyncio.Task[None]]) -> None:
+        self._stopping.set()
+        runners = [r.runner for r in self.running.values() if r.runner is not None]
+        if runners and not self._grace_over.is_set():
+            all_done = asyncio.ensure_future(asyncio.wait(runners))
+            await self._wait_any(
+                self._grace_over, timeout=self.config.shutdown_grace, also=all_done
+            )
+            all_done.cancel()
+        self._grace_over.set()
+        await self._release_unfinished()
+        while self._outcomes:
+            batch, self._outcomes = self._outcomes, []
+            if not await self._write(batch, give_up=None):
+                logger.error(
+                    "could not record %d outcome(s): those jobs run again once this "
+                    "worker's lease expires",
+                    len(batch),
+                )
+                break
+        for service in services:
+            service.cancel()
+        await asyncio.gather(*services, return_exceptions=True)
+        await self._with_connection(lambda: store.deregister_worker(self.id))
+        if self._conn is not None:
+            await self._conn.close()
+        self._executor.shutdown()
+        logger.info("worker=%s stopped after %d job(s)", self.id, self.processed)
+
+    async def _release_unfinished(self) -> None:
+        unfinished = list(self.running.values())
+        if not unfinished:
+            return
+        for running in unfinished:
+            running.released = True
+            if running.runner is not None:
+                running.runner.cancel()
+        by_worker: dict[uuid.UUID, list[int]] = {}
+        for running in unfinished:
+            by_worker.setdefault(running.worker_id, []).append(running.job.id)
+        for worker_id, ids in by_worker.items():
+            released = await self._with_connection(partial(store.release_jobs, worker_id, ids))
+            if released is None:
+                logger.error(
+                    "could not release jobs %s: they return to the queue when the lease expires",
+                    ids,
+                )
+            else:
+                logger.warning(
+                    "released %d unfinished job(s) back to the queue: %s", len(released), released
+                )
+
+    @staticmethod
+    async def _wait_any(
+        *events: asyncio.Event,
+        timeout: float | None = None,
+        also: asyncio.Future[Any] | None = None,
+    ) -> None:
+        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(e.wait()) for e in events]
+        try:
+            await asyncio.wait(
+                [*waiters, *([also] if also else [])],
+                timeout=timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            for waiter in waiters:
+                waiter.cancel()

@@ -1,0 +1,1 @@
+"""The Django app for pgq (built out in its own issue)."""
