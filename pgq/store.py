@@ -204,3 +204,8 @@ def release_unknown_jobs(worker_id: uuid.UUID, known_ids: Sequence[int]) -> Oper
 
 def listen() -> Operation[None]:
     yield Query("listen")
+
+
+def live_task_names() -> Operation[set[str]]:
+    rows = yield Query("live_task_names")
+    return {row["task"] for row in rows}

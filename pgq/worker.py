@@ -104,6 +104,7 @@ class Worker:
         self.processed = 0
         self._outcomes: list[Outcome] = []
         self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._stop_requested = False
         self._executor = Executor(app.tasks, self.config.concurrency)
 
     # Running and stopping.
@@ -141,7 +142,10 @@ class Worker:
 
     def stop(self) -> None:
         """Stop claiming and shut down gracefully (callable from any thread)."""
-        self._loop.call_soon_threadsafe(self._stopping.set)
+        self._stop_requested = True
+        loop = getattr(self, "_loop", None)
+        if loop is not None:
+            loop.call_soon_threadsafe(self._stopping.set)
 
     async def arun(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -154,6 +158,8 @@ class Worker:
         self._writer_idle.set()
         self._reconnecting = asyncio.Lock()
         self._registered = False
+        if self._stop_requested:
+            self._stopping.set()
         if not await self._reconnect(give_up=self._stopping):
             return
         assert self._conn is not None

@@ -53,3 +53,7 @@ SELECT *, expires_at > now() AS alive FROM pgq.workers ORDER BY started_at;
 
 -- name: listen
 LISTEN pgq;
+
+-- name: live_task_names
+-- Task names some live worker can run: what `pgq enqueue` checks without --app.
+SELECT DISTINCT unnest(tasks) AS task FROM pgq.workers WHERE expires_at > now();

@@ -1,0 +1,455 @@
+"""The ``pgq`` command line. ``main()`` maps errors to exit codes: 0 success,
+1 failure (one line on stderr, a traceback only with ``--debug``), 2 usage."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import click
+
+from . import store
+from .app import App, resolve_dsn
+from .exceptions import PgqError, UnknownTask
+from .loading import load_app
+from .tasks import Task
+from .worker import Worker, WorkerConfig
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+class Context:
+    """What the group options leave for the verbs."""
+
+    def __init__(self, dsn: str | None):
+        self._dsn = dsn
+
+    @property
+    def dsn(self) -> str:
+        return resolve_dsn(self._dsn)
+
+    def app(self, spec: str | None = None) -> App:
+        if spec is None:
+            return App(self.dsn)
+        app = load_app(spec)
+        if self._dsn:
+            app.configure(dsn=self._dsn)
+        return app
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--dsn", help="PostgreSQL DSN. Default: $PGQ_DSN, else $DATABASE_URL.")
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+@click.version_option(package_name="pgq-jobs", prog_name="pgq")
+@click.pass_context
+def cli(ctx: click.Context, dsn: str | None, debug: bool, log_level: str) -> None:
+    """pgq: a job queue that lives in PostgreSQL."""
+    logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
+    ctx.obj = Context(dsn)
+
+
+@cli.command()
+@pass_context
+def migrate(context: Context) -> None:
+    """Create or update the pgq schema (safe to run from many processes at once)."""
+    applied = App(context.dsn).migrate()
+    click.echo(f"applied: {', '.join(applied)}" if applied else "schema is up to date")
+
+
+def worker_options(function: Any) -> Any:
+    """The worker's options, shared with ``manage.py pgq_worker``."""
+    defaults = WorkerConfig()
+    options = [
+        click.option("--queues", "-q", help="Comma-separated queues to serve. Default: all."),
+        click.option(
+            "--concurrency",
+            "-c",
+            type=click.IntRange(min=1),
+            default=defaults.concurrency,
+            show_default=True,
+            help="Jobs run at once per process.",
+        ),
+        click.option(
+            "--processes",
+            "-p",
+            type=click.IntRange(min=1),
+            default=1,
+            show_default=True,
+            help="Worker processes under one supervisor.",
+        ),
+        click.option("--burst", is_flag=True, help="Exit 0 once no job is ready."),
+        click.option(
+            "--poll-interval",
+            type=click.FloatRange(min=0, min_open=True),
+            default=defaults.poll_interval,
+            show_default=True,
+            help="Seconds between polls when no NOTIFY arrives.",
+        ),
+        click.option(
+            "--heartbeat-interval",
+            type=click.FloatRange(min=0, min_open=True),
+            default=defaults.heartbeat_interval,
+            show_default=True,
+        ),
+        click.option(
+            "--lease",
+            "lease_seconds",
+            type=click.FloatRange(min=0, min_open=True),
+            default=defaults.lease_seconds,
+            show_default=True,
+            help="Seconds without heartbeat before a worker's jobs are recovered.",
+        ),
+        click.option(
+            "--shutdown-grace",
+            type=click.FloatRange(min=0),
+            default=defaults.shutdown_grace,
+            show_default=True,
+            help="Seconds running jobs get to finish after SIGTERM.",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def run_worker(app: App, processes: int = 1, **options: Any) -> int:
+    """Run workers in this process or under a supervisor; returns the exit code."""
+    Worker(app, **options)  # validate options (and tasks) before forking
+    if processes > 1:
+        from .supervisor import supervise
+
+        return supervise(lambda: _run_one_worker(app, options), processes, burst=options["burst"])
+    return _run_one_worker(app, options)
+
+
+def _run_one_worker(app: App, options: dict[str, Any]) -> int:
+    try:
+        Worker(app, **options).run()
+        code = 0
+    except PgqError as exc:
+        logging.getLogger("pgq.worker").error("%s", exc)
+        code = 1
+    # A timed-out task's thread may still run; it must not keep the process alive.
+    if any(t.name.startswith("pgq-task") and t.is_alive() for t in threading.enumerate()):
+        logging.shutdown()
+        os._exit(code)
+    return code
+
+
+@cli.command()
+@click.option(
+    "--app",
+    "app_spec",
+    required=True,
+    envvar="PGQ_APP",
+    help="The App to run, as 'package.module:app' (or $PGQ_APP).",
+)
+@worker_options
+@pass_context
+def worker(context: Context, app_spec: str, processes: int, **options: Any) -> None:
+    """Run a worker until SIGTERM/SIGINT (or, with --burst, until no job is ready)."""
+    app = context.app(app_spec)
+    raise click.exceptions.Exit(run_worker(app, processes, **options))
+
+
+@cli.command()
+@click.argument("task")
+@click.argument("arguments", default="{}")
+@click.option(
+    "--app",
+    "app_spec",
+    envvar="PGQ_APP",
+    help="Check TASK against this App's registry (else against live workers').",
+)
+@click.option("--queue", help="Default: the task's queue, else 'default'.")
+@click.option("--priority", type=int, help="Higher runs first. Default: the task's.")
+@click.option("--delay", type=float, help="Seconds to wait before the job may run.")
+@click.option("--unique-key", help="At most one live job per key.")
+@pass_context
+def enqueue(
+    context: Context,
+    task: str,
+    arguments: str,
+    app_spec: str | None,
+    queue: str | None,
+    priority: int | None,
+    delay: float | None,
+    unique_key: str | None,
+) -> None:
+    """Queue one job of TASK with ARGUMENTS: a JSON object of keyword arguments
+    (or a JSON array of positional ones)."""
+    try:
+        decoded = json.loads(arguments)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="ARGUMENTS") from None
+    if not isinstance(decoded, (dict, list)):
+        raise click.BadParameter("must be a JSON object or array", param_hint="ARGUMENTS")
+    args, kwargs = (decoded, {}) if isinstance(decoded, list) else ([], decoded)
+    options = {
+        key: value
+        for key, value in {
+            "queue": queue,
+            "priority": priority,
+            "run_after": delay,
+            "unique_key": unique_key,
+        }.items()
+        if value is not None
+    }
+    if app_spec:
+        app = context.app(app_spec)
+        job = app.get_task(task).using(**options).delay(*args, **kwargs)
+    else:
+        app = App(context.dsn)
+        known = app.execute(store.live_task_names())
+        if task not in known:
+            raise UnknownTask(
+                f"unknown task {task!r}: no live worker has registered it (pass --app to check "
+                "against your App instead)"
+            )
+        # Not registered here: the worker that knows the task runs it.
+        by_name: Task[Any, Any] = Task(func=_runs_only_in_a_worker, app=app, name=task)
+        job = by_name.using(**options).delay(*args, **kwargs)
+    click.echo(f"enqueued job {job.id} task={job.task} queue={job.queue} status={job.status}")
+
+
+def _runs_only_in_a_worker(*args: Any, **kwargs: Any) -> None:
+    raise PgqError("this task is enqueued by name and runs only in a worker")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_context
+def status(context: Context, as_json: bool) -> None:
+    """Jobs per queue and status, the oldest waiting job, live workers."""
+    app = App(context.dsn)
+    rows = app.execute(store.queue_status())
+    workers = app.execute(store.list_workers())
+    orphans = app.execute(store.orphaned_tasks())
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"queues": rows, "workers": workers, "orphaned_tasks": orphans},
+                default=str,
+                indent=2,
+            )
+        )
+        return
+    click.echo(format_status(rows, workers, orphans))
+
+
+def format_status(
+    rows: Sequence[dict[str, Any]],
+    workers: Sequence[dict[str, Any]],
+    orphans: Sequence[dict[str, Any]],
+) -> str:
+    statuses = ["queued", "running", "succeeded", "failed", "cancelled"]
+    queues: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        entry = queues.setdefault(row["queue"], {"oldest": None, "scheduled": 0})
+        entry[row["status"]] = row["count"]
+        if row["status"] == "queued":
+            entry["oldest"] = row["oldest_ready_age"]
+            entry["scheduled"] = row["scheduled"]
+    table = [["queue", *statuses, "scheduled", "oldest ready"]]
+    for name, entry in sorted(queues.items()):
+        oldest = entry["oldest"]
+        table.append(
+            [
+                name,
+                *(str(entry.get(s, 0)) for s in statuses),
+                str(entry["scheduled"]),
+                "-" if oldest is None else f"{float(oldest):.1f}s",
+            ]
+        )
+    lines = _table(table) if queues else ["no jobs"]
+    alive = [w for w in workers if w["alive"]]
+    lines.append("")
+    lines.append(f"live workers: {len(alive)}")
+    for w in alive:
+        queues_text = ",".join(w["queues"]) if w["queues"] else "*"
+        lines.append(
+            f"  {w['hostname']} pid={w['pid']} queues={queues_text} "
+            f"concurrency={w['concurrency']} id={w['id']}"
+        )
+    for orphan in orphans:
+        lines.append(
+            f"warning: {orphan['count']} job(s) of task {orphan['task']!r} in queue "
+            f"{orphan['queue']!r} wait for a worker that knows the task"
+        )
+    return "\n".join(lines)
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+
+
+@cli.command()
+@click.option(
+    "--status",
+    "status_filter",
+    type=click.Choice(["queued", "running", "succeeded", "failed", "cancelled"]),
+)
+@click.option("--queue")
+@click.option("--task")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_context
+def jobs(
+    context: Context,
+    status_filter: str | None,
+    queue: str | None,
+    task: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List jobs, newest first."""
+    found = App(context.dsn).list_jobs(status=status_filter, queue=queue, task=task, limit=limit)
+    if as_json:
+        keys = (
+            "id",
+            "queue",
+            "task",
+            "args",
+            "kwargs",
+            "priority",
+            "status",
+            "attempts",
+            "max_attempts",
+            "run_at",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "last_error",
+            "result",
+            "unique_key",
+        )
+        click.echo(
+            json.dumps([{k: getattr(j, k) for k in keys} for j in found], default=str, indent=2)
+        )
+        return
+    if not found:
+        click.echo("no jobs")
+        return
+    table = [["id", "status", "queue", "task", "attempts", "age", "error"]]
+    now = datetime.now(timezone.utc)
+    for job in found:
+        error = (job.last_error or "").splitlines()[0][:60] if job.last_error else ""
+        age = f"{(now - job.created_at).total_seconds():.0f}s"
+        table.append(
+            [
+                str(job.id),
+                job.status.value,
+                job.queue,
+                job.task,
+                f"{job.attempts}/{job.max_attempts}",
+                age,
+                error,
+            ]
+        )
+    click.echo("\n".join(_table(table)))
+
+
+def _ids(values: Sequence[str]) -> list[int]:
+    try:
+        ids = [int(v) for v in values]
+    except ValueError:
+        raise click.BadParameter(f"job ids are integers, got {' '.join(values)}") from None
+    if any(i <= 0 for i in ids):
+        raise click.BadParameter("job ids are positive integers")
+    return ids
+
+
+@cli.command()
+@click.argument("job_ids", nargs=-1, required=True)
+@pass_context
+def retry(context: Context, job_ids: tuple[str, ...]) -> None:
+    """Put failed or cancelled jobs back in the queue."""
+    ids = _ids(job_ids)
+    moved = App(context.dsn).retry(*ids)
+    if moved:
+        click.echo(f"queued again: {' '.join(map(str, moved))}")
+    skipped = [i for i in ids if i not in moved]
+    if skipped:
+        raise PgqError(
+            f"not retried (no such job, or not failed/cancelled): {' '.join(map(str, skipped))}"
+        )
+
+
+@cli.command()
+@click.argument("job_ids", nargs=-1, required=True)
+@pass_context
+def cancel(context: Context, job_ids: tuple[str, ...]) -> None:
+    """Cancel queued jobs; ask running ones to stop."""
+    ids = _ids(job_ids)
+    result = App(context.dsn).cancel(*ids)
+    cancelled = [i for i, s in result.items() if s == "cancelled"]
+    requested = [i for i, s in result.items() if s == "running"]
+    if cancelled:
+        click.echo(f"cancelled: {' '.join(map(str, cancelled))}")
+    if requested:
+        click.echo(f"cancellation requested (running): {' '.join(map(str, requested))}")
+    skipped = [i for i in ids if i not in result]
+    if skipped:
+        raise PgqError(
+            f"not cancelled (no such job, or already finished): {' '.join(map(str, skipped))}"
+        )
+
+
+@cli.command()
+@click.option("--dsn", "demo_dsn", help="Run against this database instead of a throwaway one.")
+@pass_context
+def demo(context: Context, demo_dsn: str | None) -> None:
+    """Start a throwaway PostgreSQL (unless a DSN is given), queue a mix of jobs,
+    work them off and print what happened."""
+    from .demo import run_demo
+
+    dsn = demo_dsn or context._dsn or os.environ.get("PGQ_DSN") or os.environ.get("DATABASE_URL")
+    run_demo(dsn)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        result = cli.main(args=args, prog_name="pgq", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.UsageError as exc:
+        exc.show()
+        return 2
+    except click.ClickException as exc:
+        exc.show()
+        return 1
+    except click.Abort:
+        click.echo("aborted", err=True)
+        return 1
+    except PgqError as exc:
+        if "--debug" in args:
+            raise
+        click.echo(f"pgq: error: {exc}", err=True)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+def entry_point() -> None:
+    sys.exit(main())
