@@ -161,7 +161,7 @@ def _run_one_worker(app: App, options: dict[str, Any]) -> int:
 )
 @worker_options
 @pass_context
-def worker(context: Context, app_spec: str, processes: int, **options: Any) -> None:
+def worker(context: Context, /, app_spec: str, processes: int, **options: Any) -> None:
     """Run a worker until SIGTERM/SIGINT (or, with --burst, until no job is ready)."""
     app = context.app(app_spec)
     raise click.exceptions.Exit(run_worker(app, processes, **options))
