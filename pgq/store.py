@@ -165,12 +165,13 @@ def claim_jobs(
     return (yield Query("claim_jobs", {**params, "queues": list(queues)}))
 
 
-def next_run_at(queues: Sequence[str] | None, tasks: Sequence[str]) -> Operation[datetime | None]:
+def next_run_at(queues: Sequence[str] | None, tasks: Sequence[str]) -> Operation[float | None]:
+    """Seconds until the next waiting job is due (negative: ready now; None: none)."""
     rows = yield Query(
         "next_run_at",
         {"queues": list(queues) if queues is not None else None, "tasks": list(tasks)},
     )
-    return rows[0]["run_at"] if rows else None
+    return rows[0]["due_in"] if rows else None
 
 
 def finish_jobs(outcomes: Sequence[Outcome]) -> Operation[set[int]]:

@@ -20,14 +20,19 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 
 from . import db, store
-from .exceptions import ConfigurationError, DatabaseError, DatabaseUnavailable, InvalidOptions
+from .exceptions import (
+    ConfigurationError,
+    DatabaseError,
+    DatabaseUnavailable,
+    InvalidOptions,
+    PgqError,
+)
 from .executor import Executor, RunningJob
 from .jobs import Job, JobStatus
 from .migrate import check_schema
@@ -163,7 +168,11 @@ class Worker:
         if not await self._reconnect(give_up=self._stopping):
             return
         assert self._conn is not None
-        await db.arun(self._conn, check_schema())  # SchemaNotMigrated is fatal
+        try:
+            await db.arun(self._conn, check_schema())
+        except PgqError:  # not migrated: fatal
+            await self._conn.close()
+            raise
         if await self._with_connection(self._registration, give_up=self._stopping) is None:
             return
         self._registered = True
@@ -231,11 +240,11 @@ class Worker:
     async def _idle_timeout(self) -> float:
         """Sleep until the poll interval, or until the next delayed job is due."""
         timeout = self.config.poll_interval
-        run_at = await self._with_connection(
+        due_in = await self._with_connection(
             lambda: store.next_run_at(self.config.queues, self.task_names), give_up=self._stopping
         )
-        if isinstance(run_at, datetime):
-            due_in = (run_at - datetime.now(timezone.utc)).total_seconds()
+        if due_in is not None:
+            # Ready but not claimed means another worker is claiming it right now.
             timeout = min(timeout, max(due_in, 0.05))
         return timeout
 
@@ -350,12 +359,14 @@ class Worker:
 
     async def _heartbeat(self) -> None:
         while True:
+            await self._beat()
             await asyncio.sleep(self.config.heartbeat_interval)
-            beat = await self._with_connection(
-                lambda: store.heartbeat_worker(self.id, self.config.lease_seconds)
-            )
-            if beat is None:
-                continue
+
+    async def _beat(self) -> None:
+        beat = await self._with_connection(
+            lambda: store.heartbeat_worker(self.id, self.config.lease_seconds)
+        )
+        if beat is not None:
             alive, cancel_ids = beat
             if not alive:
                 await self._reregister()

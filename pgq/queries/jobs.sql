@@ -86,8 +86,9 @@ WHERE j.id = ready.id
 RETURNING j.*;
 
 -- name: next_run_at
--- When the next waiting job of these queues becomes ready (NULL: none waits).
-SELECT min(run_at) AS run_at FROM pgq.jobs
+-- Seconds until the next waiting job of these queues is ready (NULL: none
+-- waits), by the database's clock so that client clock skew does not matter.
+SELECT EXTRACT(EPOCH FROM min(run_at) - now())::float8 AS due_in FROM pgq.jobs
 WHERE status = 'queued' AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
   AND task = ANY(%(tasks)s::text[]);
 
