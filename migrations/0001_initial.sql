@@ -40,10 +40,19 @@ CREATE TABLE pgq.jobs (
     CONSTRAINT jobs_running_has_worker CHECK (status <> 'running' OR worker_id IS NOT NULL)
 );
 
--- The claim query reads only this index: waiting jobs, in claim order.
--- Finished jobs never enter it, so history does not slow the hot path.
+-- The claim reads only these indexes: waiting jobs, in claim order, for
+-- workers of given queues and for workers of every queue. Finished jobs never
+-- enter them (partial indexes), so history does not slow the hot path, and a
+-- claim (queued -> running) adds no entry to them.
 CREATE INDEX jobs_claim_idx ON pgq.jobs (queue, priority DESC, run_at, id)
     WHERE status = 'queued';
+CREATE INDEX jobs_claim_any_queue_idx ON pgq.jobs (priority DESC, run_at, id)
+    WHERE status = 'queued';
+
+-- Finished jobs dominate the table, so per-column statistics make the planner
+-- believe a queue's waiting jobs are as common as its finished ones and pick
+-- the wrong claim index; joint statistics of (status, queue) tell the truth.
+CREATE STATISTICS pgq.jobs_status_queue (mcv) ON status, queue FROM pgq.jobs;
 
 -- At most one live (queued or running) job per unique key.
 CREATE UNIQUE INDEX jobs_unique_key_idx ON pgq.jobs (unique_key)
