@@ -53,8 +53,8 @@ class Retry(Exception):
     """
 
     def __init__(self, in_seconds: float = 0.0, reason: str = "retry requested") -> None:
-        if in_seconds < 0:
-            raise InvalidOptions(f"Retry(in_seconds=...) must be >= 0, got {in_seconds}")
+        if not 0 <= in_seconds < float("inf"):  # also refuses NaN
+            raise InvalidOptions(f"Retry(in_seconds=...) must be >= 0 and finite, got {in_seconds}")
         super().__init__(reason)
         self.in_seconds = float(in_seconds)
 

@@ -12,6 +12,9 @@ from .exceptions import Cancelled, Fail, Retry
 from .jobs import JobStatus
 
 MAX_BACKOFF_SECONDS = 3600.0
+# Any retry delay is cut to this (ten years): a longer one means "never", and a
+# huge one would overflow PostgreSQL's interval arithmetic and fail the write.
+MAX_RETRY_IN_SECONDS = 10 * 365 * 86400.0
 
 # A task's retry_backoff: a base delay in seconds, or attempt -> seconds.
 Backoff = float | Callable[[int], float]
@@ -28,7 +31,8 @@ def backoff_delay(
     """
     if not isinstance(backoff, (int, float)):
         return max(0.0, float(backoff(attempt)))
-    exponential = min(MAX_BACKOFF_SECONDS, backoff * 2.0 ** max(0, attempt - 1))
+    # 2.0 ** 1024 overflows; any base worth using reaches the cap long before 2 ** 1000.
+    exponential = min(MAX_BACKOFF_SECONDS, backoff * 2.0 ** min(max(0, attempt - 1), 1000))
     return exponential / 2 + rand() * exponential / 2
 
 
@@ -56,9 +60,14 @@ class Verdict:
 
 def format_error(exc: BaseException) -> str:
     """The message first, then the traceback, as stored in ``last_error``."""
-    message = f"{type(exc).__qualname__}: {exc}".rstrip(": ")
+    try:
+        text = str(exc)
+    except Exception:  # an exception whose __str__ fails must still be recorded
+        text = "<exception str() failed>"
+    message = f"{type(exc).__qualname__}: {text}".rstrip(": ")
     trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return f"{message}\n\n{trace}"
+    # PostgreSQL text cannot hold NUL characters: the write would fail.
+    return f"{message}\n\n{trace}".replace("\x00", "\\x00")
 
 
 def judge_failure(
@@ -77,7 +86,8 @@ def judge_failure(
     if attempts >= max_attempts:
         return Verdict(JobStatus.FAILED, error)
     if isinstance(exc, Retry):
-        return Verdict(JobStatus.QUEUED, error, exc.in_seconds)
+        return Verdict(JobStatus.QUEUED, error, min(exc.in_seconds, MAX_RETRY_IN_SECONDS))
     if isinstance(exc, retry_on) and not isinstance(exc, Fail):
-        return Verdict(JobStatus.QUEUED, error, backoff_delay(attempts, backoff))
+        delay = min(backoff_delay(attempts, backoff), MAX_RETRY_IN_SECONDS)
+        return Verdict(JobStatus.QUEUED, error, delay)
     return Verdict(JobStatus.FAILED, error)

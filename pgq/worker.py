@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -150,10 +150,10 @@ class Worker:
         self._stop_requested = True
         loop = getattr(self, "_loop", None)
         if loop is not None:
-            loop.call_soon_threadsafe(self._stopping.set)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: already stopped
+                loop.call_soon_threadsafe(self._stopping.set)
 
     async def arun(self) -> None:
-        self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         self._grace_over = asyncio.Event()
         self._wake = asyncio.Event()
@@ -163,6 +163,7 @@ class Worker:
         self._writer_idle.set()
         self._reconnecting = asyncio.Lock()
         self._registered = False
+        self._loop = asyncio.get_running_loop()  # after the events stop() sets
         if self._stop_requested:
             self._stopping.set()
         if not await self._reconnect(give_up=self._stopping):
@@ -264,6 +265,9 @@ class Worker:
                 if running.released:
                     return
                 outcome = running.outcome(JobStatus.FAILED, error=format_error(exc))
+            except Exception as exc:  # e.g. a retry_backoff callable that raised: the job
+                # must still get an outcome, or it stays running while this worker lives.
+                outcome = running.outcome(JobStatus.FAILED, error=format_error(exc))
             self._record(running, outcome)
             if running.lingering is not None:  # a timed-out thread holds its slot until it ends
                 with contextlib.suppress(BaseException):
@@ -305,7 +309,17 @@ class Worker:
                 self._writer_idle.set()
 
     async def _write(self, batch: list[Outcome], give_up: asyncio.Event | None) -> bool:
-        written = await self._with_connection(lambda: store.finish_jobs(batch), give_up=give_up)
+        """Record a batch; False if the database could not be reached."""
+        try:
+            written = await self._with_connection(
+                lambda: store.finish_jobs(batch), give_up=give_up, raise_errors=True
+            )
+        except DatabaseError as exc:
+            # One outcome the database refuses must not hold back the others.
+            if len(batch) > 1:
+                results = [await self._write([outcome], give_up) for outcome in batch]
+                return all(results)
+            return await self._write_unrecordable(batch[0], exc, give_up)
         if written is None:
             return False
         for outcome in batch:
@@ -320,6 +334,31 @@ class Worker:
         if any(o.status is JobStatus.QUEUED for o in batch):
             self._wake.set()  # a retry may be due before the next poll
         return True
+
+    async def _write_unrecordable(
+        self, outcome: Outcome, exc: DatabaseError, give_up: asyncio.Event | None
+    ) -> bool:
+        logger.error("job=%d outcome could not be recorded: %s", outcome.job_id, exc)
+        failed = replace(
+            outcome,
+            status=JobStatus.FAILED,
+            result=None,
+            retry_in=0.0,
+            error=f"pgq could not record this job's outcome ({outcome.status.value}): {exc}",
+        )
+        try:
+            written = await self._with_connection(
+                lambda: store.finish_jobs([failed]), give_up=give_up, raise_errors=True
+            )
+        except DatabaseError as again:
+            logger.error(
+                "job=%d: not even its failure could be recorded (%s); it stays running "
+                "until this worker stops and its lease expires",
+                outcome.job_id,
+                again,
+            )
+            return True
+        return written is not None
 
     # NOTIFY: wake the claim loop as soon as a job is committed.
 
@@ -407,15 +446,18 @@ class Worker:
     # The work connection, with reconnection.
 
     async def _with_connection(
-        self, operation: Callable[[], db.Operation[T]], give_up: asyncio.Event | None = None
+        self,
+        operation: Callable[[], db.Operation[T]],
+        give_up: asyncio.Event | None = None,
+        raise_errors: bool = False,
     ) -> T | None:
         """Run a store operation on the work connection; None if it could not run.
 
         A lost connection is re-established and the operation retried, until
         ``give_up`` is set (without one: a single reconnection attempt). Other
         database errors (a statement or lock timeout, say) are logged and give
-        None: every statement pgq runs is atomic, so a failed one leaves nothing
-        half done.
+        None, or are raised with ``raise_errors``: every statement pgq runs is
+        atomic, so a failed one leaves nothing half done.
         """
         while True:
             conn = self._conn
@@ -432,6 +474,8 @@ class Worker:
             except DatabaseError as exc:
                 if conn.broken or conn.closed:
                     continue
+                if raise_errors:
+                    raise
                 logger.error("database error: %s", exc)
                 await asyncio.sleep(0.2)
                 return None

@@ -162,3 +162,49 @@ async def async_wait_for_cancel(timeout: float = 30.0) -> str:
 @app.task(name="unique_echo", unique=True)
 def unique_echo(value: Any) -> Any:
     return value
+
+
+@app.task(name="job_context")
+def job_context() -> dict[str, Any]:
+    """What pgq.current_job() tells a sync task about its own job."""
+    job = pgq.current_job()
+    return {"id": job.id, "attempt": job.attempt, "cancel_requested": job.cancel_requested}
+
+
+@app.task(name="async_job_context")
+async def async_job_context() -> dict[str, Any]:
+    """What pgq.current_job() tells an async task about its own job."""
+    await asyncio.sleep(0)
+    job = pgq.current_job()
+    return {"id": job.id, "attempt": job.attempt, "cancel_requested": job.cancel_requested}
+
+
+class UnprintableError(Exception):
+    """An exception whose message cannot be built."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("__str__ is broken")
+
+
+def _broken_backoff(attempt: int) -> float:
+    raise RuntimeError(f"retry_backoff raised on attempt {attempt}")
+
+
+@app.task(name="fails_with_nul", max_attempts=1)
+def fails_with_nul() -> None:
+    raise ValueError("before\x00after")
+
+
+@app.task(name="fails_unprintably", max_attempts=1)
+def fails_unprintably() -> None:
+    raise UnprintableError()
+
+
+@app.task(name="fails_with_broken_backoff", max_attempts=3, retry_backoff=_broken_backoff)
+def fails_with_broken_backoff() -> None:
+    raise ValueError("the task's own error")
+
+
+@app.task(name="returns_nul")
+def returns_nul() -> str:
+    return "before\x00after"
