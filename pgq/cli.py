@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from . import store
+from . import db, store
 from .app import App, resolve_dsn
 from .exceptions import PgqError, UnknownTask
 from .loading import load_app
@@ -40,6 +40,14 @@ class Context:
         app = load_app(spec)
         if self._dsn:
             app.configure(dsn=self._dsn)
+        return app
+
+    def client(self, spec: str | None = None) -> App:
+        """The App for a one-shot verb. One direct connection first: an unreachable
+        database then fails at once, in one line, not after the pool's timeout."""
+        app = self.app(spec)
+        db.connect(app.dsn, connect_timeout=app.connect_timeout).close()
+        click.get_current_context().call_on_close(app.close)
         return app
 
 
@@ -211,10 +219,10 @@ def enqueue(
         if value is not None
     }
     if app_spec:
-        app = context.app(app_spec)
+        app = context.client(app_spec)
         job = app.get_task(task).using(**options).delay(*args, **kwargs)
     else:
-        app = App(context.dsn)
+        app = context.client()
         known = app.execute(store.live_task_names())
         if task not in known:
             raise UnknownTask(
@@ -236,7 +244,7 @@ def _runs_only_in_a_worker(*args: Any, **kwargs: Any) -> None:
 @pass_context
 def status(context: Context, as_json: bool) -> None:
     """Jobs per queue and status, the oldest waiting job, live workers."""
-    app = App(context.dsn)
+    app = context.client()
     rows = app.execute(store.queue_status())
     workers = app.execute(store.list_workers())
     orphans = app.execute(store.orphaned_tasks())
@@ -322,7 +330,7 @@ def jobs(
     as_json: bool,
 ) -> None:
     """List jobs, newest first."""
-    found = App(context.dsn).list_jobs(status=status_filter, queue=queue, task=task, limit=limit)
+    found = context.client().list_jobs(status=status_filter, queue=queue, task=task, limit=limit)
     if as_json:
         keys = (
             "id",
@@ -384,7 +392,7 @@ def _ids(values: Sequence[str]) -> list[int]:
 def retry(context: Context, job_ids: tuple[str, ...]) -> None:
     """Put failed or cancelled jobs back in the queue."""
     ids = _ids(job_ids)
-    moved = App(context.dsn).retry(*ids)
+    moved = context.client().retry(*ids)
     if moved:
         click.echo(f"queued again: {' '.join(map(str, moved))}")
     skipped = [i for i in ids if i not in moved]
@@ -400,7 +408,7 @@ def retry(context: Context, job_ids: tuple[str, ...]) -> None:
 def cancel(context: Context, job_ids: tuple[str, ...]) -> None:
     """Cancel queued jobs; ask running ones to stop."""
     ids = _ids(job_ids)
-    result = App(context.dsn).cancel(*ids)
+    result = context.client().cancel(*ids)
     cancelled = [i for i, s in result.items() if s == "cancelled"]
     requested = [i for i, s in result.items() if s == "running"]
     if cancelled:

@@ -124,20 +124,26 @@ def subprocess_env(dsn: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def spawn_worker(dsn: str) -> Iterator[Callable[..., subprocess.Popen[str]]]:
+def spawn_worker(
+    dsn: str, tmp_path: Path
+) -> Iterator[Callable[..., subprocess.Popen[str]]]:
     """Start ``pgq worker --app tests.tasks:app`` processes on this test's database;
-    any still running at the end of the test are killed."""
+    any still running at the end of the test are killed. Output goes to a file
+    (``process.log_path``), never to a pipe a busy worker could fill and block on."""
     started: list[subprocess.Popen[str]] = []
 
     def spawn(*args: str) -> subprocess.Popen[str]:
-        process = subprocess.Popen(
-            pgq_command(dsn, "worker", "--app", "tests.tasks:app", *args),
-            cwd=ROOT,
-            env=subprocess_env(dsn),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        log_path = tmp_path / f"worker-{len(started)}.log"
+        with open(log_path, "w") as log:
+            process = subprocess.Popen(
+                pgq_command(dsn, "worker", "--app", "tests.tasks:app", *args),
+                cwd=ROOT,
+                env=subprocess_env(dsn),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        process.log_path = log_path  # type: ignore[attr-defined]
         started.append(process)
         return process
 
@@ -145,7 +151,7 @@ def spawn_worker(dsn: str) -> Iterator[Callable[..., subprocess.Popen[str]]]:
     for process in started:
         if process.poll() is None:
             process.kill()
-        process.communicate()
+        process.wait()
 
 
 def database_name(dsn: str) -> str:
