@@ -150,7 +150,7 @@ def _run_one_worker(app: App, options: dict[str, Any]) -> int:
         Worker(app, **options).run()
         code = 0
     except PgqError as exc:
-        logging.getLogger("pgq.worker").error("%s", exc)
+        click.echo(f"pgq: error: {exc}", err=True)
         code = 1
     # A timed-out task's thread may still run; it must not keep the process alive.
     if any(t.name.startswith("pgq-task") and t.is_alive() for t in threading.enumerate()):
@@ -186,7 +186,9 @@ def worker(context: Context, /, app_spec: str, processes: int, **options: Any) -
 )
 @click.option("--queue", help="Default: the task's queue, else 'default'.")
 @click.option("--priority", type=int, help="Higher runs first. Default: the task's.")
-@click.option("--delay", type=float, help="Seconds to wait before the job may run.")
+@click.option(
+    "--delay", type=click.FloatRange(min=0), help="Seconds to wait before the job may run."
+)
 @click.option("--unique-key", help="At most one live job per key.")
 @pass_context
 def enqueue(

@@ -443,7 +443,6 @@ ERRORS: list[ErrorCase] = [
     ("empty_dsn", ["cancel", "1"], "run `pgq migrate`"),
     # Refused by the App or the database.
     ("dsn", ["enqueue", "nope", "{}", "--app", "tests.tasks:app"], "unknown task 'nope'"),
-    ("dsn", ["enqueue", "add", "[1, 2]", "--app", "tests.tasks:app", "--delay", "-5"], "negative"),
     ("dsn", ["enqueue", "add", "[1, 2]", "--app", "tests.tasks:app", "--queue", "a b"], "queue"),
     ("dsn", ["enqueue", "add", "[1]", "--app", "tests.tasks:app", "--priority", "99999"], "range"),
     ("dsn", ["retry", "999999"], "not retried"),
@@ -520,7 +519,7 @@ def test_error__worker_on_an_unmigrated_database_exits_1_without_traceback(
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     [line] = done.stderr.strip().splitlines()
-    assert "ERROR pgq.worker" in line and "run `pgq migrate`" in line
+    assert line.startswith("pgq: error:") and "run `pgq migrate`" in line
 
 
 @pytest.mark.parametrize(
@@ -531,6 +530,7 @@ def test_error__worker_on_an_unmigrated_database_exits_1_without_traceback(
         (["retry", "12", "x"], "job ids are integers"),
         (["cancel", "abc"], "job ids are integers"),
         (["cancel", "0"], "positive integers"),
+        (["enqueue", "add", "[1, 2]", "--delay", "-5"], "Invalid value for '--delay'"),
         (["retry"], "Missing argument"),
         (["frobnicate"], "No such command"),
     ],
