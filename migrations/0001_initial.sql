@@ -49,11 +49,6 @@ CREATE INDEX jobs_claim_idx ON pgq.jobs (queue, priority DESC, run_at, id)
 CREATE INDEX jobs_claim_any_queue_idx ON pgq.jobs (priority DESC, run_at, id)
     WHERE status = 'queued';
 
--- Finished jobs dominate the table, so per-column statistics make the planner
--- believe a queue's waiting jobs are as common as its finished ones and pick
--- the wrong claim index; joint statistics of (status, queue) tell the truth.
-CREATE STATISTICS pgq.jobs_status_queue (mcv) ON status, queue FROM pgq.jobs;
-
 -- At most one live (queued or running) job per unique key.
 CREATE UNIQUE INDEX jobs_unique_key_idx ON pgq.jobs (unique_key)
     WHERE unique_key IS NOT NULL AND status IN ('queued', 'running');

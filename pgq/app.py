@@ -7,6 +7,7 @@ import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from datetime import timedelta
 from typing import Any, TypeVar, overload
 
 import psycopg
@@ -40,6 +41,9 @@ class App:
     use, so an App can be made at import time (before Django settings exist).
     """
 
+    # What ``@app.task`` builds; a subclass of Task may add calling conventions.
+    task_class: type[Task[Any, Any]] = Task
+
     def __init__(self, dsn: str | None = None, *, pool_size: int = 4, connect_timeout: int = 10):
         self._dsn = dsn
         self.pool_size = pool_size
@@ -72,7 +76,7 @@ class App:
         queue: str = "default",
         priority: int = 0,
         max_attempts: int = 3,
-        timeout: float | None = None,
+        timeout: float | timedelta | None = None,
         retry_backoff: Backoff = 2.0,
         retry_on: tuple[type[BaseException], ...] = (Exception,),
         unique: UniqueKey = False,
@@ -94,7 +98,9 @@ class App:
             task_name = name or f"{function.__module__}.{function.__qualname__}"
             if task_name in self.tasks and self.tasks[task_name].func is not function:
                 raise InvalidOptions(f"a different task is already registered as {task_name!r}")
-            registered: Task[Any, Any] = Task(func=function, app=self, name=task_name, **options)
+            registered: Task[Any, Any] = self.task_class(
+                func=function, app=self, name=task_name, **options
+            )
             self.tasks[task_name] = registered
             return registered
 

@@ -8,6 +8,7 @@ commit, LISTEN or run worker processes never see each other's rows.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -66,8 +67,18 @@ def create_database(server_dsn: str, template: str | None = None) -> str:
         statement = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
             sql.Identifier(name), sql.Identifier(template)
         )
+        if _server_version(server_dsn) >= 150000:
+            # Copying the files of a small template is several times faster than
+            # PostgreSQL 15's default WAL-logged copy.
+            statement += sql.SQL(" STRATEGY FILE_COPY")
     _admin(server_dsn, statement)
     return name
+
+
+@functools.cache
+def _server_version(server_dsn: str) -> int:
+    with psycopg.connect(server_dsn) as conn:
+        return conn.info.server_version
 
 
 @pytest.fixture

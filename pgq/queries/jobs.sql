@@ -45,18 +45,26 @@ SELECT * FROM pgq.jobs WHERE id = ANY(%(ids)s::bigint[]) ORDER BY id;
 -- Takes up to %(limit)s ready jobs of the given queues, highest priority first,
 -- then oldest. SKIP LOCKED lets many workers claim at once without waiting on
 -- each other; MATERIALIZED makes sure the locking subquery runs exactly once.
+-- Each queue is read on its own, in jobs_claim_idx order: `queue = ANY(...)`
+-- cannot use that order, and would walk other queues' backlogs instead.
 WITH ready AS MATERIALIZED (
-    SELECT id FROM pgq.jobs
-    WHERE status = 'queued'
-      AND queue = ANY(%(queues)s::text[])
-      AND run_at <= now()
-      AND task = ANY(%(tasks)s::text[])
-      -- A worker declared dead must re-register before it claims again.
-      AND EXISTS (SELECT 1 FROM pgq.workers
-                  WHERE id = %(worker_id)s AND expires_at > now())
-    ORDER BY priority DESC, run_at, id
+    SELECT candidate.id
+    FROM unnest(%(queues)s::text[]) AS served(queue)
+    CROSS JOIN LATERAL (
+        SELECT id, priority, run_at FROM pgq.jobs
+        WHERE status = 'queued'
+          AND queue = served.queue
+          AND run_at <= now()
+          AND task = ANY(%(tasks)s::text[])
+          -- A worker declared dead must re-register before it claims again.
+          AND EXISTS (SELECT 1 FROM pgq.workers
+                      WHERE id = %(worker_id)s AND expires_at > now())
+        ORDER BY priority DESC, run_at, id
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ) AS candidate
+    ORDER BY candidate.priority DESC, candidate.run_at, candidate.id
     LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
 )
 UPDATE pgq.jobs AS j
 SET status = 'running', attempts = j.attempts + 1, worker_id = %(worker_id)s,
