@@ -45,6 +45,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("pgq.worker")
 T = TypeVar("T")
 
+# How long a stopping worker waits for an outcome write already in flight.
+WRITER_SHUTDOWN_TIMEOUT = 30.0
+
 
 @dataclass(frozen=True, kw_only=True)
 class WorkerConfig:
@@ -180,7 +183,7 @@ class Worker:
         services = [
             asyncio.create_task(self._listen(), name="pgq-listen"),
             asyncio.create_task(self._heartbeat(), name="pgq-heartbeat"),
-            asyncio.create_task(self._write_outcomes(), name="pgq-outcomes"),
+            asyncio.create_task(self._write_outcomes(), name="pgq-outcomes"),  # last: see _shutdown
         ]
         logger.info(
             "worker=%s started queues=%s concurrency=%d tasks=%d",
@@ -307,6 +310,8 @@ class Worker:
                     break
             if not self._outcomes:
                 self._writer_idle.set()
+            if self._stopping.is_set() and self._grace_over.is_set():
+                return  # shutdown: what is left is flushed once more, then given up
 
     async def _write(self, batch: list[Outcome], give_up: asyncio.Event | None) -> bool:
         """Record a batch; False if the database could not be reached."""
@@ -532,6 +537,10 @@ class Worker:
             all_done.cancel()
         self._grace_over.set()
         await self._release_unfinished()
+        # Let a write in flight finish: cancelling it would lose its outcomes.
+        writer = services[-1]
+        self._outcomes_ready.set()
+        await asyncio.wait([writer], timeout=WRITER_SHUTDOWN_TIMEOUT)
         while self._outcomes:
             batch, self._outcomes = self._outcomes, []
             if not await self._write(batch, give_up=None):
