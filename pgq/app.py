@@ -125,7 +125,7 @@ class App:
                     min_size=1,
                     max_size=self.pool_size,
                     timeout=self.connect_timeout,
-                    kwargs={"connect_timeout": self.connect_timeout},
+                    kwargs={"connect_timeout": self.connect_timeout, "autocommit": True},
                     # A connection broken by a server restart is replaced, not handed out.
                     check=ConnectionPool.check_connection,
                     open=True,
@@ -143,7 +143,7 @@ class App:
                 min_size=1,
                 max_size=self.pool_size,
                 timeout=self.connect_timeout,
-                kwargs={"connect_timeout": self.connect_timeout},
+                kwargs={"connect_timeout": self.connect_timeout, "autocommit": True},
                 check=AsyncConnectionPool.check_connection,
                 open=False,
                 name="pgq-async",
@@ -162,8 +162,9 @@ class App:
 
     @contextmanager
     def connection(self, connection: Any = None) -> Iterator[psycopg.Connection[Any]]:
-        """The given connection as is, or one from the App's pool in a transaction
-        that commits when the block exits without error."""
+        """The given connection as is, or one from the App's pool in autocommit
+        mode: each statement commits on its own (use ``conn.transaction()`` for
+        more), which spares one-statement enqueues a BEGIN and a COMMIT."""
         if connection is not None:
             if not isinstance(connection, psycopg.Connection):
                 raise InvalidOptions(
@@ -196,14 +197,29 @@ class App:
         except PoolTimeout:
             raise self._unavailable() from None
 
-    def execute(self, operation: db.Operation[T], connection: Any = None) -> T:
-        """Run a store operation on ``connection`` or in a transaction of its own."""
-        with self.connection(connection) as conn:
-            return db.run(conn, operation)
+    def execute(
+        self, operation: db.Operation[T], connection: Any = None, *, atomic: bool = False
+    ) -> T:
+        """Run a store operation on ``connection``, else on a pooled connection.
 
-    async def aexecute(self, operation: db.Operation[T], connection: Any = None) -> T:
+        With ``atomic``, a connection in autocommit mode runs the statements in
+        one transaction; any other is already inside its owner's transaction.
+        """
+        with self.connection(connection) as conn:
+            if not (atomic and conn.autocommit):
+                return db.run(conn, operation)
+            with db.translated_errors(), conn.transaction():
+                return db.run(conn, operation)
+
+    async def aexecute(
+        self, operation: db.Operation[T], connection: Any = None, *, atomic: bool = False
+    ) -> T:
         async with self.aconnection(connection) as conn:
-            return await db.arun(conn, operation)
+            if not (atomic and conn.autocommit):
+                return await db.arun(conn, operation)
+            with db.translated_errors():
+                async with conn.transaction():
+                    return await db.arun(conn, operation)
 
     def close(self) -> None:
         with self._lock:

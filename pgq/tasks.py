@@ -157,11 +157,12 @@ class Task(Generic[P, R]):
 
         Each item is a tuple of positional arguments or a dict of keyword ones.
         """
-        return self.app.execute(self._bulk_operation(self._new_jobs(calls)), self.connection)
+        operation = self._bulk_operation(self._new_jobs(calls))
+        return self.app.execute(operation, self.connection, atomic=True)
 
     async def adelay_many(self, calls: Iterable[Sequence[Any] | Mapping[str, Any]]) -> list[int]:
         jobs = self._new_jobs(calls)
-        return await self.app.aexecute(self._bulk_operation(jobs), self.connection)
+        return await self.app.aexecute(self._bulk_operation(jobs), self.connection, atomic=True)
 
     def _bulk_operation(self, jobs: list[store.NewJob]) -> db.Operation[list[int]]:
         if self.unique is False:
