@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -153,6 +154,12 @@ def _run_one_worker(app: App, options: dict[str, Any]) -> int:
         click.echo(f"pgq: error: {exc}", err=True)
         code = 1
     # A timed-out task's thread may still run; it must not keep the process alive.
+    # Idle pool threads end as soon as the pool shuts down: wait for those first,
+    # or a caller in the same process (manage.py's call_command) is killed too.
+    deadline = time.monotonic() + 1.0
+    for thread in threading.enumerate():
+        if thread.name.startswith("pgq-task"):
+            thread.join(max(0.0, deadline - time.monotonic()))
     if any(t.name.startswith("pgq-task") and t.is_alive() for t in threading.enumerate()):
         logging.shutdown()
         os._exit(code)

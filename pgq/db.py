@@ -15,8 +15,11 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors
+from psycopg.abc import Loader
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow, dict_row
+from psycopg.types.datetime import TimestamptzLoader
+from psycopg.types.json import JsonbLoader, JsonLoader
 from typing_extensions import LiteralString
 
 from .exceptions import (
@@ -144,6 +147,25 @@ async def aconnect(
         ) from None
 
 
+# pgq reads its rows the same way on any connection. A connection configured by
+# a framework may load types its own way (Django's loads jsonb as text and may
+# drop time zones) and bind parameters client-side: pgq's cursors are plain
+# psycopg cursors with psycopg's standard loaders for the types it reads.
+_STANDARD_LOADERS: tuple[tuple[str, type[Loader]], ...] = (
+    ("json", JsonLoader),
+    ("jsonb", JsonbLoader),
+    ("timestamptz", TimestamptzLoader),
+)
+
+C = TypeVar("C", psycopg.Cursor[DictRow], psycopg.AsyncCursor[DictRow])
+
+
+def _with_standard_loaders(cursor: C) -> C:
+    for name, loader in _STANDARD_LOADERS:
+        cursor.adapters.register_loader(name, loader)
+    return cursor
+
+
 def _execute(cursor: psycopg.Cursor[DictRow], step: Step) -> Rows:
     if isinstance(step, Script):
         cursor.execute(step.text)
@@ -172,7 +194,10 @@ async def _aexecute(cursor: psycopg.AsyncCursor[DictRow], step: Step) -> Rows:
 
 def run(conn: psycopg.Connection[Any], operation: Operation[T]) -> T:
     """Drive ``operation`` on a sync connection (inside its current transaction)."""
-    with translated_errors(), conn.cursor(row_factory=dict_row) as cursor:
+    with (
+        translated_errors(),
+        _with_standard_loaders(psycopg.Cursor(conn, row_factory=dict_row)) as cursor,
+    ):
         try:
             step = next(operation)
             while True:
@@ -184,7 +209,9 @@ def run(conn: psycopg.Connection[Any], operation: Operation[T]) -> T:
 async def arun(conn: psycopg.AsyncConnection[Any], operation: Operation[T]) -> T:
     """Drive ``operation`` on an async connection (inside its current transaction)."""
     with translated_errors():
-        async with conn.cursor(row_factory=dict_row) as cursor:
+        async with _with_standard_loaders(
+            psycopg.AsyncCursor(conn, row_factory=dict_row)
+        ) as cursor:
             try:
                 step = next(operation)
                 while True:

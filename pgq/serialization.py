@@ -4,7 +4,7 @@ so a job row can never carry code."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .exceptions import SerializationError
@@ -46,12 +46,28 @@ def _check_one(label: str, value: Any) -> None:
 def encode_arguments(task: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[str, str]:
     """Encode a call's arguments, or name the first one that is not JSON."""
     if _argument_checks:
-        _check_all(task, args, kwargs)
+        _run_checks(task, args, kwargs)
     try:
         return _dumps(list(args)), _dumps(dict(kwargs))
     except (TypeError, ValueError):
         _check_all(task, args, kwargs)
         raise  # unreachable: _check_all raised for the culprit
+
+
+def _labelled(
+    task: str, args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> Iterator[tuple[str, Any]]:
+    for position, value in enumerate(args):
+        yield f"{task}: positional argument {position}", value
+    for key, value in kwargs.items():
+        yield f"{task}: argument {key!r}", value
+
+
+def _run_checks(task: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+    # Only the extra checks: the whole call is encoded once, afterwards.
+    for label, value in _labelled(task, args, kwargs):
+        for check in _argument_checks:
+            check(label, value)
 
 
 def _check_all(task: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
