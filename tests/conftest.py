@@ -57,7 +57,9 @@ def template_db(server_dsn: str) -> Iterator[str]:
     _admin(server_dsn, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     migrate(dsn_with_dbname(server_dsn, name))
     yield name
-    _admin(server_dsn, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    _admin(
+        server_dsn, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    )
 
 
 def create_database(server_dsn: str, template: str | None = None) -> str:
@@ -86,7 +88,9 @@ def dsn(server_dsn: str, template_db: str) -> Iterator[str]:
     """A migrated database of this test's own."""
     name = create_database(server_dsn, template_db)
     yield dsn_with_dbname(server_dsn, name)
-    _admin(server_dsn, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    _admin(
+        server_dsn, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    )
 
 
 @pytest.fixture
@@ -94,7 +98,9 @@ def empty_dsn(server_dsn: str) -> Iterator[str]:
     """A database with no pgq schema at all."""
     name = create_database(server_dsn)
     yield dsn_with_dbname(server_dsn, name)
-    _admin(server_dsn, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    _admin(
+        server_dsn, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    )
 
 
 @pytest.fixture
@@ -135,9 +141,7 @@ def subprocess_env(dsn: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def spawn_worker(
-    dsn: str, tmp_path: Path
-) -> Iterator[Callable[..., subprocess.Popen[str]]]:
+def spawn_worker(dsn: str, tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[str]]]:
     """Start ``pgq worker --app tests.tasks:app`` processes on this test's database;
     any still running at the end of the test are killed. Output goes to a file
     (``process.log_path``), never to a pipe a busy worker could fill and block on."""
