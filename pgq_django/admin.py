@@ -131,15 +131,17 @@ class JobAdmin(BaseDjangoObjectActions, ReadOnlyAdmin):
         return super().get_queryset(request).annotate(worker_name=Subquery(worker.values("name")))
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Sequence[str]:
-        return [name for _, options in self.fieldsets for name in options["fields"]]
+        return [name for _title, options in self.fieldsets for name in options["fields"]]
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        """Without the error section when there is no error, nor the result
+        section when there is no result to show."""
         hidden = set()
         if obj is not None and not obj.last_error:
-            hidden.add(_("Error"))
+            hidden.add("error_traceback")
         if obj is not None and obj.result is None and obj.status != JobStatus.SUCCEEDED:
-            hidden.add(_("Result"))
-        return [fieldset for fieldset in self.fieldsets if fieldset[0] not in hidden]
+            hidden.add("result_json")
+        return [fieldset for fieldset in self.fieldsets if not hidden & set(fieldset[1]["fields"])]
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
