@@ -1,11 +1,11 @@
 """Running one claimed job: sync tasks in threads, async tasks on the event loop.
 
 Timeouts: an async task is cancelled at its timeout. A sync task cannot be
-killed from outside its thread, so at its timeout the job is recorded as
-timed out at once and ``pgq.JobTimeout`` is raised inside the thread the next
-time it runs Python code; the worker keeps the thread's slot busy until the
-function has really returned. Code stuck in a C call that never returns keeps
-its slot: run such tasks in process isolation.
+killed from outside its thread, so at its timeout ``pgq.JobTimeout`` is raised
+inside the thread the next time it runs Python code; the worker records the
+timeout (and may retry the job) only once the function has really returned, so
+one job never runs twice at once. Code stuck in a C call that never returns
+keeps its job and slot until the worker stops.
 """
 
 from __future__ import annotations

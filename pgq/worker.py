@@ -27,6 +27,7 @@ import psycopg
 
 from . import db, store
 from .exceptions import (
+    Cancelled,
     ConfigurationError,
     DatabaseError,
     DatabaseUnavailable,
@@ -44,6 +45,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("pgq.worker")
 T = TypeVar("T")
+
+# An empty claim while a job looks ready means another transaction holds it
+# locked (or this worker's lease lapsed): look again soon, but do not spin.
+MIN_IDLE_WAIT = 0.25
 
 # How long a stopping worker waits for an outcome write already in flight.
 WRITER_SHUTDOWN_TIMEOUT = 30.0
@@ -111,6 +116,10 @@ class Worker:
         self.running: dict[int, RunningJob] = {}
         self.processed = 0
         self._outcomes: list[Outcome] = []
+        # Jobs whose outcome is known here but not yet written: still `running`
+        # in the database, and not to be mistaken for lost claims on reconnect.
+        self._unwritten: set[int] = set()
+        self._lost_claims_unchecked = False
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._stop_requested = False
         self._executor = Executor(app.tasks, self.config.concurrency)
@@ -177,7 +186,10 @@ class Worker:
         except PgqError:  # not migrated: fatal
             await self._conn.close()
             raise
-        if await self._with_connection(self._registration, give_up=self._stopping) is None:
+        registered = await self._with_connection(
+            self._registration, give_up=self._stopping, raise_errors=True
+        )
+        if registered is None:
             return
         self._registered = True
         services = [
@@ -200,7 +212,8 @@ class Worker:
     # The claim loop.
 
     def _claim(self, limit: int) -> Callable[[], db.Operation[list[dict[str, Any]]]]:
-        return lambda: store.claim_jobs(self.id, self.config.queues, self.task_names, limit)
+        worker_id = self.id  # the row's worker_id is the identity its outcome is fenced with
+        return lambda: store.claim_jobs(worker_id, self.config.queues, self.task_names, limit)
 
     async def _claim_loop(self) -> None:
         config = self.config
@@ -249,12 +262,13 @@ class Worker:
         )
         if due_in is not None:
             # Ready but not claimed means another worker is claiming it right now.
-            timeout = min(timeout, max(due_in, 0.05))
+            timeout = min(timeout, max(due_in, MIN_IDLE_WAIT))
         return timeout
 
     def _start(self, row: dict[str, Any]) -> None:
         job = Job.from_row(row, self.app)
-        running = RunningJob.claimed(job, self.id)
+        assert job.worker_id is not None
+        running = RunningJob.claimed(job, job.worker_id)
         self.running[job.id] = running
         running.runner = asyncio.create_task(self._execute(running))
 
@@ -271,12 +285,15 @@ class Worker:
             except Exception as exc:  # e.g. a retry_backoff callable that raised: the job
                 # must still get an outcome, or it stays running while this worker lives.
                 outcome = running.outcome(JobStatus.FAILED, error=format_error(exc))
-            self._record(running, outcome)
-            if running.lingering is not None:  # a timed-out thread holds its slot until it ends
+            if running.lingering is not None:
+                # A timed-out thread may still be inside the task: the job is not
+                # handed on (retried elsewhere) before the thread has really ended.
                 with contextlib.suppress(BaseException):
                     await running.lingering
+            self._record(running, outcome)
         finally:
-            self.running.pop(job.id, None)
+            if self.running.get(job.id) is running:
+                del self.running[job.id]
             self._slot_freed.set()
         self.processed += 1
         log = logger.info if outcome.status is JobStatus.SUCCEEDED else logger.warning
@@ -293,6 +310,7 @@ class Worker:
     def _record(self, running: RunningJob, outcome: Outcome) -> None:
         if running.released:
             return
+        self._unwritten.add(outcome.job_id)
         self._outcomes.append(outcome)
         self._writer_idle.clear()
         self._outcomes_ready.set()
@@ -327,6 +345,7 @@ class Worker:
             return await self._write_unrecordable(batch[0], exc, give_up)
         if written is None:
             return False
+        self._unwritten.difference_update(o.job_id for o in batch)
         for outcome in batch:
             if outcome.job_id not in written:
                 logger.warning(
@@ -410,6 +429,11 @@ class Worker:
         beat = await self._with_connection(
             lambda: store.heartbeat_worker(self.id, self.config.lease_seconds)
         )
+        lost_claims_pending = self._lost_claims_unchecked and self._conn is not None
+        if beat is not None and lost_claims_pending and await self._release_lost_claims(
+            self._conn  # type: ignore[arg-type]
+        ):
+            self._wake.set()
         if beat is not None:
             alive, cancel_ids = beat
             if not alive:
@@ -508,14 +532,7 @@ class Worker:
                 delay = min(delay * 2, 10.0) * (0.75 + random.random() / 2)
             if self._registered:
                 logger.info("reconnected to the database after %d attempt(s)", attempt)
-                try:
-                    # A claim whose reply was lost committed jobs we never saw: hand them back.
-                    released = await db.arun(
-                        conn, store.release_unknown_jobs(self.id, list(self.running))
-                    )
-                except DatabaseError as exc:
-                    logger.warning("could not check for lost claims: %s", exc)
-                    released = []
+                released = await self._release_lost_claims(conn)
                 if released:
                     logger.warning(
                         "released %d job(s) claimed during the outage: %s", len(released), released
@@ -523,6 +540,19 @@ class Worker:
                     self._wake.set()
             self._conn = conn
             return True
+
+    async def _release_lost_claims(self, conn: psycopg.AsyncConnection[Any]) -> list[int]:
+        """A claim whose reply was lost with the connection committed jobs this
+        worker never saw: hand them back. Retried at the next heartbeat on failure."""
+        known = [*self.running, *self._unwritten]
+        try:
+            released = await db.arun(conn, store.release_unknown_jobs(self.id, known))
+        except DatabaseError as exc:
+            logger.warning("could not check for lost claims (retried later): %s", exc)
+            self._lost_claims_unchecked = True
+            return []
+        self._lost_claims_unchecked = False
+        return released
 
     # Shutdown.
 
@@ -565,6 +595,7 @@ class Worker:
             return
         for running in unfinished:
             running.released = True
+            self._executor.interrupt(running, Cancelled)  # a sync task's thread
             if running.runner is not None:
                 running.runner.cancel()
         by_worker: dict[uuid.UUID, list[int]] = {}

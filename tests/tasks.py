@@ -208,3 +208,10 @@ def fails_with_broken_backoff() -> None:
 @app.task(name="returns_nul")
 def returns_nul() -> str:
     return "before\x00after"
+
+
+@app.task(name="sleep_in_c_with_timeout", timeout=0.2, max_attempts=2, retry_backoff=0)
+def sleep_in_c_with_timeout(seconds: float) -> float:
+    write_ledger()
+    time.sleep(seconds)  # one C call: the timeout can only land once it returns
+    return seconds

@@ -154,6 +154,10 @@ UPDATE pgq.jobs
 SET status = 'queued', attempts = 0, run_at = now(), finished_at = NULL,
     started_at = NULL, cancel_requested = false, result = NULL
 WHERE id = ANY(%(ids)s::bigint[]) AND status IN ('failed', 'cancelled')
+  -- A newer live job holds the same unique key: this one stays where it is.
+  AND NOT EXISTS (SELECT 1 FROM pgq.jobs AS live
+                  WHERE live.unique_key = pgq.jobs.unique_key
+                    AND live.status IN ('queued', 'running'))
 RETURNING id, queue;
 
 -- name: cancel_jobs

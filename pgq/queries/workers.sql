@@ -42,7 +42,10 @@ SET status = CASE
         || j.attempts || '; the job was recovered'
 WHERE j.status = 'running'
   AND (j.worker_id IN (SELECT id FROM dead)
-       OR NOT EXISTS (SELECT 1 FROM pgq.workers AS w WHERE w.id = j.worker_id))
+       -- started_at: a worker that registered and claimed after this statement's
+       -- snapshot is missing from it, but is not an orphan.
+       OR (NOT EXISTS (SELECT 1 FROM pgq.workers AS w WHERE w.id = j.worker_id)
+           AND j.started_at < now()))
 RETURNING j.id, j.status::text AS status, j.queue;
 
 -- name: deregister_worker

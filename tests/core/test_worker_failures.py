@@ -160,3 +160,21 @@ def test_outcome_the_database_refuses__fails_that_job_and_records_the_others(
     assert poisoned.last_error is not None
     assert "could not record this job's outcome (succeeded)" in poisoned.last_error
     assert "this outcome is refused" in poisoned.last_error
+
+
+def test_timed_out_sync_task__is_not_retried_while_its_thread_still_runs(
+    app: pgq.App, conn: psycopg.Connection[Any]
+) -> None:
+    conn.execute(tasks.LEDGER_DDL)
+    job = tasks.sleep_in_c_with_timeout.delay(1.0)
+
+    run_burst(app, concurrency=2)
+
+    done = app.get_job(job.id)
+    assert (done.status, done.attempts) == (pgq.JobStatus.FAILED, 2)
+    assert done.last_error is not None and "JobTimeout" in done.last_error
+    first, second = conn.execute(
+        "SELECT at FROM test_ledger WHERE job_id = %s ORDER BY attempt", (job.id,)
+    ).fetchall()
+    # The second attempt began only after the first thread left its 1 s C call.
+    assert (second[0] - first[0]).total_seconds() >= 1.0
