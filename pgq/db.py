@@ -102,6 +102,17 @@ def is_disconnect(exc: psycopg.Error) -> bool:
     return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
 
 
+# Deadlock, serialization failure, lock not available, query cancelled
+# (statement or lock timeout): the same statement may well succeed if run again.
+TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57014"})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for a pgq error caused by a failure worth retrying as is."""
+    cause = exc.__cause__
+    return isinstance(cause, psycopg.Error) and cause.sqlstate in TRANSIENT_SQLSTATES
+
+
 def translate(exc: psycopg.Error) -> PgqError:
     """The pgq error for a psycopg error, chosen by SQLSTATE class."""
     if isinstance(exc, _MISSING_SCHEMA):

@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("pgq.worker")
 T = TypeVar("T")
 
+# Tries of an outcome write that failed for a transient reason (deadlock...).
+TRANSIENT_WRITE_ATTEMPTS = 5
+
 # An empty claim while a job looks ready means another transaction holds it
 # locked (or this worker's lease lapsed): look again soon, but do not spin.
 MIN_IDLE_WAIT = 0.25
@@ -334,9 +337,7 @@ class Worker:
     async def _write(self, batch: list[Outcome], give_up: asyncio.Event | None) -> bool:
         """Record a batch; False if the database could not be reached."""
         try:
-            written = await self._with_connection(
-                lambda: store.finish_jobs(batch), give_up=give_up, raise_errors=True
-            )
+            written = await self._finish(batch, give_up)
         except DatabaseError as exc:
             # One outcome the database refuses must not hold back the others.
             if len(batch) > 1:
@@ -358,6 +359,23 @@ class Worker:
         if any(o.status is JobStatus.QUEUED for o in batch):
             self._wake.set()  # a retry may be due before the next poll
         return True
+
+    async def _finish(
+        self, batch: list[Outcome], give_up: asyncio.Event | None
+    ) -> set[int] | None:
+        """finish_jobs, tried again after a deadlock, serialization failure, lock
+        or statement timeout: those say nothing about the outcomes themselves."""
+        for attempt in range(TRANSIENT_WRITE_ATTEMPTS):
+            try:
+                return await self._with_connection(
+                    lambda: store.finish_jobs(batch), give_up=give_up, raise_errors=True
+                )
+            except DatabaseError as exc:
+                if not db.is_transient(exc) or attempt == TRANSIENT_WRITE_ATTEMPTS - 1:
+                    raise
+                logger.warning("outcome write failed (%s); trying again", exc)
+                await asyncio.sleep(0.1 * 2**attempt)
+        raise AssertionError("unreachable")
 
     async def _write_unrecordable(
         self, outcome: Outcome, exc: DatabaseError, give_up: asyncio.Event | None

@@ -178,3 +178,31 @@ def test_timed_out_sync_task__is_not_retried_while_its_thread_still_runs(
     ).fetchall()
     # The second attempt began only after the first thread left its 1 s C call.
     assert (second[0] - first[0]).total_seconds() >= 1.0
+
+
+
+DEADLOCK_ONCE = """
+CREATE SEQUENCE deadlock_tries;  -- nextval survives the rollback of the failed write
+CREATE FUNCTION deadlock_once() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.status = 'succeeded' AND nextval('deadlock_tries') = 1 THEN
+        RAISE EXCEPTION 'simulated deadlock' USING ERRCODE = '40P01';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER deadlock_once BEFORE UPDATE ON pgq.jobs
+    FOR EACH ROW EXECUTE FUNCTION deadlock_once();
+"""
+
+
+def test_outcome_write_hit_by_a_deadlock__is_tried_again_not_turned_into_a_failure(
+    app: pgq.App, conn: psycopg.Connection[Any]
+) -> None:
+    conn.execute(DEADLOCK_ONCE)
+    job = tasks.add.delay(1, 2)
+
+    run_burst(app, concurrency=1)
+
+    done = app.get_job(job.id)
+    assert (done.status, done.result, done.attempts) == (pgq.JobStatus.SUCCEEDED, 3, 1)
+    assert conn.execute("SELECT last_value FROM deadlock_tries").fetchone() == (2,)
