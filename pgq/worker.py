@@ -27,7 +27,6 @@ import psycopg
 
 from . import db, store
 from .exceptions import (
-    Cancelled,
     ConfigurationError,
     DatabaseError,
     DatabaseUnavailable,
@@ -613,7 +612,6 @@ class Worker:
             return
         for running in unfinished:
             running.released = True
-            self._executor.interrupt(running, Cancelled)  # a sync task's thread
             if running.runner is not None:
                 running.runner.cancel()
         by_worker: dict[uuid.UUID, list[int]] = {}
