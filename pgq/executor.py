@@ -19,10 +19,10 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from .context import JobContext, set_current
-from .exceptions import JobTimeout, SerializationError, UnknownTask
+from .exceptions import Cancelled, JobTimeout, SerializationError, UnknownTask
 from .jobs import Job, JobStatus
 from .retry import Outcome, format_error, judge_failure
 from .serialization import encode_result
@@ -53,18 +53,43 @@ class RunningJob:
         return Outcome(self.job.id, self.worker_id, self.job.attempts, status, **values)
 
 
+class JobStopped(BaseException):
+    """Raised inside a sync task's thread when the worker stops the job (its lease
+    was lost): a BaseException, so that ``except Exception`` in a task lets it pass."""
+
+
 def _raise_in_thread(thread_id: int, exc_type: type[BaseException]) -> None:
     ctypes.pythonapi.PyThreadState_SetAsyncExc(
         ctypes.c_ulong(thread_id), ctypes.py_object(exc_type)
     )
 
 
-class Executor:
-    """Runs jobs for one worker; ``run()`` returns the outcome to record."""
+class JobExecutor(Protocol):
+    """What the worker needs of an executor: this one (threads) or
+    :class:`pgq.isolation.ProcessExecutor` (a child process per job)."""
 
-    def __init__(self, tasks: dict[str, Task[Any, Any]], concurrency: int):
+    async def run(self, running: RunningJob) -> Outcome: ...
+
+    def abort(self, running: RunningJob, reason: str) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+
+class Executor:
+    """Runs jobs for one worker; ``run()`` returns the outcome to record.
+
+    ``job_timeout`` bounds the jobs of tasks that set no ``timeout`` of their own.
+    """
+
+    def __init__(
+        self, tasks: dict[str, Task[Any, Any]], concurrency: int, job_timeout: float | None = None
+    ):
         self.tasks = tasks
+        self.job_timeout = job_timeout
         self._threads = ThreadPoolExecutor(concurrency, thread_name_prefix="pgq-task")
+
+    def _timeout(self, task: Task[Any, Any]) -> float | None:
+        return task.timeout if task.timeout is not None else self.job_timeout
 
     async def run(self, running: RunningJob) -> Outcome:
         job = running.job
@@ -98,9 +123,10 @@ class Executor:
         job = running.job
         inner = asyncio.ensure_future(task.func(*job.args, **job.kwargs))
         try:
-            done, _ = await asyncio.wait({inner}, timeout=task.timeout)
+            timeout = self._timeout(task)
+            done, _ = await asyncio.wait({inner}, timeout=timeout)
             if not done:
-                raise JobTimeout(f"{task.name} ran longer than its timeout of {task.timeout}s")
+                raise JobTimeout(f"{task.name} ran longer than its timeout of {timeout}s")
             return inner.result()
         finally:
             if not inner.done():
@@ -112,12 +138,13 @@ class Executor:
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()
         future = loop.run_in_executor(self._threads, context.run, self._call, task, running)
-        done, _ = await asyncio.wait({future}, timeout=task.timeout)
+        timeout = self._timeout(task)
+        done, _ = await asyncio.wait({future}, timeout=timeout)
         if done:
             return future.result()
         self.interrupt(running, JobTimeout)
         running.lingering = future
-        raise JobTimeout(f"{task.name} ran longer than its timeout of {task.timeout}s")
+        raise JobTimeout(f"{task.name} ran longer than its timeout of {timeout}s")
 
     @staticmethod
     def _call(task: Task[Any, Any], running: RunningJob) -> Any:
@@ -136,6 +163,19 @@ class Executor:
         with running.lock:
             if running.thread_id is not None:
                 _raise_in_thread(running.thread_id, exc_type)
+
+    def abort(self, running: RunningJob, reason: str) -> None:
+        """Stop a job, as far as threads allow: an async task is cancelled with its
+        runner; a sync task's thread gets ``pgq.Cancelled`` if the job's
+        cancellation was requested, else JobStopped (its outcome will not be
+        recorded), the next time it runs Python code: code stuck in C runs on
+        until it returns."""
+        task = self.tasks.get(running.job.task)
+        if task is not None and task.is_async:
+            if running.runner is not None:
+                running.runner.cancel()
+            return
+        self.interrupt(running, Cancelled if running.context.cancel_requested else JobStopped)
 
     def shutdown(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)

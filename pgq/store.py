@@ -147,8 +147,9 @@ def heartbeat_worker(
     return bool(rows[0]["alive"]), list(rows[0]["cancel_ids"])
 
 
-def recover_expired_jobs() -> Operation[Rows]:
-    return (yield Query("recover_expired_jobs"))
+def recover_expired_jobs(abandoned: Sequence[uuid.UUID] = ()) -> Operation[Rows]:
+    """Recover the jobs of expired workers, and of the ``abandoned`` identities."""
+    return (yield Query("recover_expired_jobs", {"abandoned": list(abandoned)}))
 
 
 def deregister_worker(worker_id: uuid.UUID) -> Operation[bool]:
@@ -205,6 +206,11 @@ def release_unknown_jobs(worker_id: uuid.UUID, known_ids: Sequence[int]) -> Oper
 
 def listen() -> Operation[None]:
     yield Query("listen")
+
+
+def ping() -> Operation[bool]:
+    rows = yield Query("ping")
+    return bool(rows)
 
 
 def live_task_names() -> Operation[set[str]]:

@@ -2,8 +2,16 @@
 
 One asyncio loop per process drives everything: a claim loop that asks for as
 many jobs as it has free slots, a listener that wakes it on NOTIFY, a
-heartbeat that keeps its lease and recovers the jobs of dead workers, and a
+heartbeat that keeps its lease and recovers the jobs of dead workers, a
+watchdog that stops this worker's jobs before its lease could lapse, and a
 writer that records outcomes in batches. Each is a method below.
+
+The lease is what makes "one live holder per job" hold: other workers recover
+a job once its holder's lease has expired in the database, so a worker that
+cannot renew its lease stops its jobs before that moment (by its own clock,
+counted from when the last successful heartbeat was sent, which is never
+later than the database's), gives them back once it can, and carries on
+under a new identity.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -54,6 +62,34 @@ MIN_IDLE_WAIT = 0.25
 
 # How long a stopping worker waits for an outcome write already in flight.
 WRITER_SHUTDOWN_TIMEOUT = 30.0
+
+# A listen connection that has delivered nothing for a poll interval is asked
+# to prove it still reaches the server; one that does not answer is replaced.
+LISTEN_CHECK_TIMEOUT = 5.0
+
+# A statement on the work connection unanswered this long (at least) means the
+# connection is cut off without a word: it is replaced.
+MIN_STATEMENT_WAIT = 10.0
+
+
+async def within(timeout: float, operation: Awaitable[T]) -> T:
+    """Await ``operation`` for at most ``timeout`` seconds, else raise TimeoutError.
+
+    Unlike ``asyncio.wait_for``, a timeout does not wait for the operation to wind
+    down: psycopg first asks the server to cancel the statement, which on a dead
+    connection takes seconds more. The caller closes the connection instead.
+    """
+    task = asyncio.ensure_future(operation)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if task in done:
+        return task.result()
+    task.cancel()
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())  # nothing left to report
+    raise asyncio.TimeoutError(f"no answer within {timeout:.0f}s")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,8 +159,15 @@ class Worker:
         self._unwritten: set[int] = set()
         self._lost_claims_unchecked = False
         self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._beat_conn: psycopg.AsyncConnection[Any] | None = None
+        # Until this moment (time.monotonic()) the database holds this worker's lease.
+        self._lease_deadline = float("inf")
+        self._lease_held = False
+        # Identities whose lease was lost: their jobs are given back at the next beat.
+        self._abandoned: list[uuid.UUID] = []
         self._stop_requested = False
         self._executor = Executor(app.tasks, self.config.concurrency)
+        self._statement_wait = max(MIN_STATEMENT_WAIT, self.config.lease_seconds)
 
     # Running and stopping.
 
@@ -176,6 +219,7 @@ class Worker:
         self._writer_idle = asyncio.Event()
         self._writer_idle.set()
         self._reconnecting = asyncio.Lock()
+        self._lease_renewed = asyncio.Event()
         self._registered = False
         self._loop = asyncio.get_running_loop()  # after the events stop() sets
         if self._stop_requested:
@@ -188,15 +232,18 @@ class Worker:
         except PgqError:  # not migrated: fatal
             await self._conn.close()
             raise
+        sent = time.monotonic()
         registered = await self._with_connection(
             self._registration, give_up=self._stopping, raise_errors=True
         )
         if registered is None:
             return
         self._registered = True
+        self._hold_lease(sent)
         services = [
             asyncio.create_task(self._listen(), name="pgq-listen"),
             asyncio.create_task(self._heartbeat(), name="pgq-heartbeat"),
+            asyncio.create_task(self._watch_lease(), name="pgq-lease"),
             asyncio.create_task(self._write_outcomes(), name="pgq-outcomes"),  # last: see _shutdown
         ]
         logger.info(
@@ -229,8 +276,7 @@ class Worker:
             rows = await self._with_connection(self._claim(free), give_up=self._stopping)
             if rows is None:
                 continue  # stopping, or a failed statement (already logged)
-            for row in rows:
-                self._start(row)
+            self._start_all(rows)
             if len(rows) == free:
                 continue  # took all we asked for: there may be more
             if config.burst:
@@ -252,8 +298,7 @@ class Worker:
         rows = await self._with_connection(
             self._claim(self.config.concurrency), give_up=self._stopping
         )
-        for row in rows or ():
-            self._start(row)
+        self._start_all(rows or [])
         return rows == []
 
     async def _idle_timeout(self) -> float:
@@ -266,6 +311,16 @@ class Worker:
             # Ready but not claimed means another worker is claiming it right now.
             timeout = min(timeout, max(due_in, MIN_IDLE_WAIT))
         return timeout
+
+    def _start_all(self, rows: list[dict[str, Any]]) -> None:
+        stale = [row["id"] for row in rows if row["worker_id"] != self.id]
+        if stale:
+            # Claimed under an identity whose lease was lost during the claim:
+            # the recovery of that identity gives them back.
+            logger.warning("not running jobs %s: claimed under a lost lease", stale)
+        for row in rows:
+            if row["worker_id"] == self.id:
+                self._start(row)
 
     def _start(self, row: dict[str, Any]) -> None:
         job = Job.from_row(row, self.app)
@@ -405,6 +460,7 @@ class Worker:
 
     async def _listen(self) -> None:
         delay = 0.5
+        quiet_check = max(1.0, self.config.poll_interval)
         while True:
             conn: psycopg.AsyncConnection[Any] | None = None
             try:
@@ -412,11 +468,21 @@ class Worker:
                 await db.arun(conn, store.listen())
                 delay = 0.5
                 self._wake.set()  # whatever was sent while we were not listening
-                async for notify in conn.notifies():
-                    if self.config.queues is None or notify.payload in self.config.queues:
-                        self._wake.set()
+                while True:
+                    async for notify in conn.notifies(timeout=quiet_check):
+                        if self.config.queues is None or notify.payload in self.config.queues:
+                            self._wake.set()
+                    # Quiet for a while: a connection cut off without a word (a
+                    # dead peer, a dropped route) looks exactly like this.
+                    await within(LISTEN_CHECK_TIMEOUT, db.arun(conn, store.ping()))
             except (psycopg.Error, DatabaseError) as exc:
                 logger.warning("listen connection lost (%s); polling until it is back", exc)
+            except asyncio.TimeoutError:
+                logger.warning(
+                    "listen connection did not answer within %.0fs; polling until a new one "
+                    "is up",
+                    LISTEN_CHECK_TIMEOUT,
+                )
             finally:
                 if conn is not None:
                     with contextlib.suppress(Exception):
@@ -437,47 +503,133 @@ class Worker:
             self.config.lease_seconds,
         )
 
+    def _hold_lease(self, sent: float) -> None:
+        """A registration or heartbeat sent at ``sent`` (monotonic) succeeded: the
+        database's expiry is at least ``lease_seconds`` after that."""
+        self._lease_deadline = sent + self.config.lease_seconds
+        if not self._lease_held:
+            self._lease_held = True
+            self._lease_renewed.set()
+
     async def _heartbeat(self) -> None:
-        while True:
-            await self._beat()
-            await asyncio.sleep(self.config.heartbeat_interval)
+        """Runs on a connection of its own, so that a long claim or outcome write
+        never delays the heartbeat that keeps the lease."""
+        try:
+            while True:
+                await self._beat()
+                await asyncio.sleep(self.config.heartbeat_interval)
+        finally:
+            if self._beat_conn is not None:
+                await self._beat_conn.close()
 
     async def _beat(self) -> None:
-        beat = await self._with_connection(
-            lambda: store.heartbeat_worker(self.id, self.config.lease_seconds)
-        )
-        lost_claims_pending = self._lost_claims_unchecked and self._conn is not None
-        if beat is not None and lost_claims_pending and await self._release_lost_claims(
-            self._conn  # type: ignore[arg-type]
-        ):
+        lease = self.config.lease_seconds
+        identity = self.id  # the watchdog may give it up while a statement runs
+        if not self._lease_held:  # lost: carry on under the new identity once registered
+            sent = time.monotonic()
+            if await self._on_beat_connection(self._registration) is None or self.id != identity:
+                return
+            self._hold_lease(sent)
+            logger.info("worker=%s registered", self.id)
             self._wake.set()
-        if beat is not None:
-            alive, cancel_ids = beat
-            if not alive:
-                await self._reregister()
-            for job_id in cancel_ids:
-                self._request_cancel(job_id)
-            recovered = await self._with_connection(store.recover_expired_jobs)
-            for row in recovered or ():
-                logger.warning(
-                    "job=%d recovered from a dead worker: now %s", row["id"], row["status"]
-                )
-            if recovered:
-                self._wake.set()
+        sent = time.monotonic()
+        beat = await self._on_beat_connection(lambda: store.heartbeat_worker(identity, lease))
+        if beat is None or self.id != identity:
+            return
+        alive, cancel_ids = beat
+        if not alive:
+            self._lose_lease("another worker declared it dead and recovered its jobs")
+            return
+        self._hold_lease(sent)
+        lost_claims_pending = self._lost_claims_unchecked and self._conn is not None
+        if lost_claims_pending and await self._release_lost_claims(self._conn):  # type: ignore[arg-type]
+            self._wake.set()
+        for job_id in cancel_ids:
+            self._request_cancel(job_id)
+        # Outcomes of an abandoned identity are written first, if they still can be.
+        abandoned = list(self._abandoned) if self._writer_idle.is_set() else []
+        recovered = await self._on_beat_connection(lambda: store.recover_expired_jobs(abandoned))
+        if recovered is None:
+            return
+        self._abandoned = [a for a in self._abandoned if a not in abandoned]
+        for row in recovered:
+            logger.warning("job=%d recovered from a dead worker: now %s", row["id"], row["status"])
+        if recovered:
+            self._wake.set()
 
-    async def _reregister(self) -> None:
-        """Another worker declared this one dead (it was paused or cut off too long)
-        and recovered its jobs. Their outcomes are now fenced off; carry on under a
-        new identity so that no claim is ever made twice under one (worker, attempt)."""
+    async def _on_beat_connection(self, operation: Callable[[], db.Operation[T]]) -> T | None:
+        """Run ``operation`` on the heartbeat connection, (re)connecting as needed;
+        None if it failed or took longer than a heartbeat interval."""
+        timeout = max(1.0, self.config.heartbeat_interval)
+
+        async def run() -> T:
+            conn = self._beat_conn
+            if conn is None or conn.broken or conn.closed:
+                conn = self._beat_conn = await db.aconnect(
+                    self.app.dsn, autocommit=True, connect_timeout=max(2, int(timeout))
+                )
+            return await db.arun(conn, operation())
+
+        try:
+            return await within(timeout, run())
+        except (DatabaseError, psycopg.Error, asyncio.TimeoutError) as exc:
+            logger.warning(
+                "heartbeat failed (%s); lease left %.1fs",
+                exc or f"no answer within {timeout:.0f}s",
+                max(0.0, self._lease_deadline - time.monotonic()),
+            )
+            if self._beat_conn is not None:
+                with contextlib.suppress(Exception):
+                    await self._beat_conn.close()
+                self._beat_conn = None
+            return None
+
+    async def _watch_lease(self) -> None:
+        """Stop this worker's jobs before its lease could expire in the database.
+
+        Others recover a job only after its holder's lease expired; the deadline
+        here is counted from when the last good heartbeat was sent, so it comes
+        first. The margin leaves time to stop the jobs.
+        """
+        config = self.config
+        margin = min(config.heartbeat_interval, config.lease_seconds / 4)
+        while True:
+            if not self._lease_held:
+                self._lease_renewed.clear()
+                await self._lease_renewed.wait()
+                continue
+            remaining = self._lease_deadline - margin - time.monotonic()
+            if remaining > 0:
+                await asyncio.sleep(remaining)
+                continue
+            silent = time.monotonic() - (self._lease_deadline - config.lease_seconds)
+            self._lose_lease(f"no heartbeat reached the database for {silent:.1f}s")
+
+    def _lose_lease(self, reason: str) -> None:
+        """The lease is lost, or about to be: this worker's jobs are another's to
+        run now. Stop them without recording anything, and carry on under a new
+        identity, so that no claim is ever made twice under one (worker, attempt)."""
         old, self.id = self.id, uuid.uuid4()
+        self._lease_held = False
+        self._lease_deadline = float("inf")
+        self._abandoned.append(old)
         logger.error(
-            "worker=%s lost its lease; %d running job(s) will not be recorded; "
-            "continuing as worker=%s",
+            "worker=%s lost its lease (%s); stopping its %d running job(s), which run "
+            "again elsewhere; continuing as worker=%s",
             old,
+            reason,
             len(self.running),
             self.id,
         )
-        await self._with_connection(self._registration)
+        for running in list(self.running.values()):
+            self._abandon(running, "this worker lost its lease")
+
+    def _abandon(self, running: RunningJob, reason: str) -> None:
+        """Stop a job whose outcome must not be recorded (another worker may run it)."""
+        running.released = True
+        self._executor.abort(running, reason)
+        if running.runner is not None:
+            running.runner.cancel()
 
     def _request_cancel(self, job_id: int) -> None:
         running = self.running.get(job_id)
@@ -512,7 +664,13 @@ class Worker:
                     return None
                 continue
             try:
-                return await db.arun(conn, operation())
+                return await within(self._statement_wait, db.arun(conn, operation()))
+            except asyncio.TimeoutError as exc:
+                # Retrying is safe: a claim that did commit is handed back once
+                # reconnected, and a repeated outcome write matches nothing.
+                logger.warning("database connection not answering (%s); reconnecting", exc)
+                with contextlib.suppress(Exception):
+                    await conn.close()
             except DatabaseUnavailable as exc:
                 logger.warning("database connection lost: %s", exc)
                 with contextlib.suppress(Exception):
@@ -601,6 +759,9 @@ class Worker:
             service.cancel()
         await asyncio.gather(*services, return_exceptions=True)
         await self._with_connection(lambda: store.deregister_worker(self.id))
+        if self._abandoned:  # identities whose lease was lost: their jobs go back now
+            abandoned = list(self._abandoned)
+            await self._with_connection(lambda: store.recover_expired_jobs(abandoned))
         if self._conn is not None:
             await self._conn.close()
         self._executor.shutdown()

@@ -134,6 +134,21 @@ def wait_for_file(path: str, timeout: float = 60.0) -> str:
     """Record the run, then block until ``path`` exists: a job that is
     observably running for as long as a test needs."""
     write_ledger(path)
+    return _wait_for(path, timeout)
+
+
+@app.task(name="hold")
+def hold(path: str, timeout: float = 60.0) -> str:
+    """wait_for_file that also records when it ended (key 'ended'), however it
+    ended: returned, raised, or stopped by the worker."""
+    write_ledger("started")
+    try:
+        return _wait_for(path, timeout)
+    finally:
+        write_ledger("ended")
+
+
+def _wait_for(path: str, timeout: float) -> str:
     deadline = time.monotonic() + timeout
     while not Path(path).exists():
         if time.monotonic() > deadline:

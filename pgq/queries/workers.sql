@@ -23,10 +23,14 @@ SELECT EXISTS (SELECT 1 FROM beat) AS alive,
 -- name: recover_expired_jobs
 -- Deletes workers whose lease expired and returns their running jobs to the
 -- queue, the attempt counted; out of attempts, a job fails. Running jobs whose
--- worker row is gone are recovered the same way. Safe to run from every
--- worker at once: row locks make each job move exactly once.
+-- worker row is gone are recovered the same way, and so are those of the
+-- identities in %(abandoned)s: a worker that lost its lease gives its own
+-- jobs back without waiting for the expiry. Safe to run from every worker at
+-- once: row locks make each job move exactly once.
 WITH dead AS (
-    DELETE FROM pgq.workers WHERE expires_at < now() RETURNING id
+    DELETE FROM pgq.workers
+    WHERE expires_at < now() OR id = ANY(%(abandoned)s::uuid[])
+    RETURNING id
 )
 UPDATE pgq.jobs AS j
 SET status = CASE
@@ -42,6 +46,7 @@ SET status = CASE
         || j.attempts || '; the job was recovered'
 WHERE j.status = 'running'
   AND (j.worker_id IN (SELECT id FROM dead)
+       OR j.worker_id = ANY(%(abandoned)s::uuid[])
        -- started_at: a worker that registered and claimed after this statement's
        -- snapshot is missing from it, but is not an orphan.
        OR (NOT EXISTS (SELECT 1 FROM pgq.workers AS w WHERE w.id = j.worker_id)
@@ -56,6 +61,10 @@ SELECT *, expires_at > now() AS alive FROM pgq.workers ORDER BY started_at;
 
 -- name: listen
 LISTEN pgq;
+
+-- name: ping
+-- Proves a quiet connection still reaches the server.
+SELECT 1 AS alive;
 
 -- name: live_task_names
 -- Task names some live worker can run: what `pgq enqueue` checks without --app.

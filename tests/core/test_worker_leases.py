@@ -21,7 +21,7 @@ from tests import tasks
 from tests.conftest import wait_until
 from tests.core.test_worker import ledger, worker_ids, worker_thread
 
-TASKS = ["add", "wait_for_file"]
+TASKS = ["add", "wait_for_file", "hold"]
 
 
 def register(app: pgq.App, worker_id: uuid.UUID, lease_seconds: float = 60) -> None:
@@ -302,50 +302,103 @@ def test_worker_whose_claims_time_out__claims_once_the_obstacle_is_gone(
     assert attempts == [(1,)] * 4
 
 
-# A real worker declared dead while it runs a job.
+# A real worker that loses its lease while it runs a job.
 
 
-def test_worker_declared_dead_mid_run__cannot_overwrite_the_recovered_job(
+def ended_at(conn: psycopg.Connection[Any], job_id: int, attempt: int) -> Any:
+    """When ``tests.tasks.hold`` recorded the end of that attempt (database clock)."""
+    row = conn.execute(
+        "SELECT at FROM test_ledger WHERE job_id = %s AND attempt = %s AND key = 'ended'",
+        (job_id, attempt),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def test_worker_declared_dead_mid_run__stops_the_job_and_carries_on_under_a_new_id(
     app: pgq.App, conn: psycopg.Connection[Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="pgq.worker")
     conn.execute(tasks.LEDGER_DDL)
     gate = tmp_path / "gate"
-    job = tasks.wait_for_file.delay(str(gate))
+    job = tasks.hold.delay(str(gate))
     other = uuid.uuid4()
     try:
-        # One slot, held by the job until the gate opens: the worker cannot take it back.
+        # One slot, held by the job: only stopping it frees the slot.
         with worker_thread(app, concurrency=1, heartbeat_interval=0.2, lease_seconds=1) as worker:
             wait_until(lambda: ledger(conn, job.id))
             first_id = worker.id
             assert job_row(conn, job.id)["worker_id"] == first_id
 
-            # Expire and recover in one transaction, so no heartbeat lands in between.
+            # Declared dead and its job taken by another worker, in one transaction.
             with psycopg.connect(app.dsn) as declaring:
                 expire(declaring, first_id)
                 recovered = db.run(declaring, store.recover_expired_jobs())
+                db.run(declaring, store.register_worker(other, "test-host", 1, None, TASKS, 4, 60))
+                claimed = db.run(declaring, store.claim_jobs(other, None, TASKS, 10))
             assert [(r["id"], r["status"]) for r in recovered] == [(job.id, "queued")]
-            assert job_row(conn, job.id)["attempts"] == 1
+            assert [row["id"] for row in claimed] == [job.id]
 
-            # The worker notices at its next heartbeat and carries on under a new id.
+            # The worker notices at its next heartbeat: it stops its run of the job
+            # and carries on under a new id.
+            wait_until(lambda: ended_at(conn, job.id, attempt=1))
             wait_until(lambda: worker.id != first_id and worker.id in worker_ids(conn))
-            assert first_id not in worker_ids(conn)
-            assert f"worker={first_id} lost its lease" in caplog.text
+            assert f"worker={first_id} lost its lease (another worker declared it dead" in (
+                caplog.text
+            )
             assert f"continuing as worker={worker.id}" in caplog.text
 
-            register(app, other)
-            assert claim(app, other) == [job.id]
-
-            gate.touch()  # the first run returns; its outcome must be discarded
-            wait_until(lambda: f"job={job.id} attempt=1 outcome=succeeded discarded" in caplog.text)
+            # Nothing of the stopped run was recorded; the job is the other's.
             held = job_row(conn, job.id)
             assert (held["status"], held["attempts"], held["worker_id"]) == ("running", 2, other)
             assert held["result"] is None
-            assert worker_ids(conn) == {worker.id, other}
+
+            # Its only slot is free again.
+            assert tasks.add.delay(1, 2).wait(timeout=10).result == 3
     finally:
         gate.touch()
 
-    assert ledger(conn, job.id) == [(job.id, 1, str(gate))], "the worker did not run it again"
+    assert [key for (_, _, key) in ledger(conn, job.id)] == ["started", "ended"]
     outcome = Outcome(job.id, other, 2, JobStatus.SUCCEEDED, result='"done"')
     assert app.execute(store.finish_jobs([outcome])) == {job.id}
     assert job_row(conn, job.id)["result"] == "done"
+
+
+def test_heartbeats_cut_off__the_job_stops_before_its_lease_expires_then_runs_again(
+    app: pgq.App, conn: psycopg.Connection[Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="pgq.worker")
+    conn.execute(tasks.LEDGER_DDL)
+    gate = tmp_path / "gate"
+    job = tasks.hold.delay(str(gate))
+    try:
+        with worker_thread(app, concurrency=1, heartbeat_interval=0.3, lease_seconds=1.5) as worker:
+            wait_until(lambda: ledger(conn, job.id))
+            first_id = worker.id
+            with psycopg.connect(app.dsn) as locker:
+                # Heartbeats (and recoveries) wait on this lock, time out, fail.
+                locker.execute("LOCK TABLE pgq.workers IN ACCESS EXCLUSIVE MODE")
+                row = locker.execute(
+                    "SELECT expires_at FROM pgq.workers WHERE id = %s", (first_id,)
+                ).fetchone()
+                assert row is not None
+                stopped = wait_until(lambda: ended_at(conn, job.id, attempt=1), timeout=15)
+                # Stopped before its lease could expire, so before anyone could take it.
+                assert stopped < row[0]
+                held = job_row(conn, job.id)
+                assert (held["status"], held["attempts"]) == ("running", 1)
+            # Reachable again: the job is given back at once and run again.
+            gate.touch()
+            wait_until(lambda: job_row(conn, job.id)["status"] == "succeeded", timeout=15)
+            assert worker.id != first_id
+    finally:
+        gate.touch()
+
+    assert job_row(conn, job.id)["attempts"] == 2
+    assert [(attempt, key) for (_, attempt, key) in ledger(conn, job.id)] == [
+        (1, "started"),
+        (1, "ended"),
+        (2, "started"),
+        (2, "ended"),
+    ]
+    assert first_id not in worker_ids(conn)
+    assert f"worker={first_id} lost its lease (no heartbeat reached the database" in caplog.text
