@@ -8,9 +8,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from . import RESULTS_DIR
-from .adapters import ADAPTERS
-from .config import QUICK_SIZES, SCENARIOS, BenchConfig, Sizes
+from . import RESULTS_DIR, BenchError
+from .config import QUICK_SIZES, SCENARIOS, SYSTEMS, BenchConfig, Sizes
 from .report import format_table, save
 from .runner import run
 
@@ -47,7 +46,8 @@ def _names(choices: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Throughput of pgq next to a hand-written psycopg ceiling.",
+        description="pgq next to Procrastinate, PgQueuer and a hand-written psycopg "
+        "ceiling, on one PostgreSQL.",
     )
     p.add_argument(
         "--dsn",
@@ -58,11 +58,17 @@ def parser() -> argparse.ArgumentParser:
         "--runs", type=int, default=None, help="Runs per case (default 3; 1 with --quick)."
     )
     p.add_argument(
+        "--memory-runs",
+        type=int,
+        default=1,
+        help="Runs of the memory scenario (default 1: its jobs take long on slow systems).",
+    )
+    p.add_argument(
         "--jobs",
         action="append",
         default=[],
         metavar="SCENARIO=N",
-        help=f"Jobs per run of a scenario ({', '.join(SCENARIOS)}); repeatable. "
+        help="Jobs per run of a scenario, or finished jobs of history; repeatable. "
         f"Defaults: {Sizes()}.",
     )
     p.add_argument(
@@ -73,9 +79,10 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--systems",
-        type=_names(sorted(ADAPTERS)),
-        default=("pgq", "ceiling"),
-        help="Comma-separated systems to run (default: pgq,ceiling).",
+        type=_names(SYSTEMS),
+        default=SYSTEMS,
+        help=f"Comma-separated systems to run (default: {','.join(SYSTEMS)}). The peers "
+        "are installed into bench/.venv-peers on first use.",
     )
     p.add_argument(
         "--bulk-batch",
@@ -102,6 +109,18 @@ def parser() -> argparse.ArgumentParser:
         help="Claim sizes of the ceiling's drain loop (default 1,100).",
     )
     p.add_argument(
+        "--processes",
+        type=int,
+        default=4,
+        help="Worker processes of drain_4proc (default 4).",
+    )
+    p.add_argument(
+        "--latency-pause",
+        type=float,
+        default=0.02,
+        help="Seconds between two enqueues of the latency scenario (default 0.02).",
+    )
+    p.add_argument(
         "--quick",
         action="store_true",
         help=f"Tiny sizes {QUICK_SIZES} and one run, to check that it works; "
@@ -111,7 +130,7 @@ def parser() -> argparse.ArgumentParser:
         "--output",
         type=Path,
         default=None,
-        help=f"Directory for latest.json/latest.md (default {RESULTS_DIR}).",
+        help=f"Directory for latest.json/.md/.png (default {RESULTS_DIR}).",
     )
     return p
 
@@ -126,17 +145,22 @@ def config_from_args(argv: Sequence[str] | None = None) -> BenchConfig:
     except ValueError as exc:
         p.error(str(exc))
     runs = args.runs if args.runs is not None else (1 if args.quick else 3)
-    if runs < 1 or args.bulk_batch < 1:
-        p.error("--runs and --bulk-batch must be >= 1")
+    if min(runs, args.memory_runs, args.bulk_batch, args.processes) < 1:
+        p.error("--runs, --memory-runs, --bulk-batch and --processes must be >= 1")
+    if args.latency_pause < 0:
+        p.error("--latency-pause must be >= 0")
     output = args.output if args.output or args.quick else RESULTS_DIR
     return replace(
         BenchConfig(),
         runs=runs,
+        memory_runs=min(args.memory_runs, runs) if args.quick else args.memory_runs,
         sizes=sizes,
         bulk_batch=args.bulk_batch,
         concurrency=args.concurrency,
         async_concurrency=args.async_concurrency,
         ceiling_batches=args.ceiling_batches,
+        processes=args.processes,
+        latency_pause=args.latency_pause,
         scenarios=args.scenario,
         systems=args.systems,
         dsn=args.dsn,
@@ -147,8 +171,12 @@ def config_from_args(argv: Sequence[str] | None = None) -> BenchConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     config = config_from_args(argv)
-    report = run(config)
-    print(format_table(report["results"]))
+    try:
+        report = run(config)
+    except BenchError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 1
+    print(format_table(report))
     if config.output is not None:
         for path in save(report, config.output):
             print(f"wrote {path}", file=sys.stderr)

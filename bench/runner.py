@@ -1,4 +1,4 @@
-"""Running every case ``runs`` times, interleaved, and assembling the report."""
+"""Running every case its number of times, interleaved, and assembling the report."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import sys
 import time
 from typing import Any, TextIO
 
-from .adapters import ADAPTERS
+from . import peers_venv
+from .adapters import ADAPTERS, PEERS
 from .config import BenchConfig
 from .report import summarize
 from .scenarios import Sample, build_cases
@@ -16,6 +17,10 @@ from .server import machine_info, open_server
 
 def run(config: BenchConfig, progress: TextIO = sys.stderr) -> dict[str, Any]:
     """Run the benchmark described by ``config``; returns the report (see report.py)."""
+    peers: dict[str, str] = {}
+    if any(system in PEERS for system in config.systems):
+        peers_venv.ensure(config.peers_venv)
+        peers = peers_venv.versions(config.peers_venv)
     adapters = [ADAPTERS[name](config) for name in config.systems]
     cases = build_cases(config, adapters)
     samples: dict[tuple[str, str, str], list[Sample]] = {}
@@ -23,23 +28,28 @@ def run(config: BenchConfig, progress: TextIO = sys.stderr) -> dict[str, Any]:
     load_before = _load_average()
     with open_server(config.dsn) as server:
         machine = machine_info(server, throwaway=config.dsn is None)
-        for run_number in range(1, config.runs + 1):
+        for run_number in range(1, max((c.runs for c in cases), default=0) + 1):
             for case in cases:
+                if run_number > case.runs:
+                    continue
                 sample = case.measure(server)
                 samples.setdefault(case.key, []).append(sample)
                 print(
-                    f"run {run_number}/{config.runs}  {case.scenario:<12} {case.system:<8} "
-                    f"{case.variant:<20} {sample.jobs / sample.seconds:>10,.0f} jobs/s",
+                    f"run {run_number}/{case.runs}  {case.scenario:<13} {case.system:<13} "
+                    f"{case.variant:<22} {sample.describe(case.scenario)}",
                     file=progress,
                     flush=True,
                 )
     # Other work on the machine skews the numbers: the load average tells a reader how much.
     machine["load_average_before"], machine["load_average_after"] = load_before, _load_average()
+    machine["peers"] = peers
+    results, summary = summarize(cases, samples)
     return {
         "machine": machine,
         "config": config.as_dict(),
         "duration_seconds": round(time.perf_counter() - started, 1),
-        "results": summarize(cases, samples),
+        "results": results,
+        "summary": summary,
     }
 
 

@@ -8,8 +8,9 @@ import datetime
 import os
 import platform
 import subprocess
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from typing import Any
 
@@ -28,22 +29,73 @@ class Server:
 
     def __init__(self, dsn: str):
         self.dsn = dsn
+        self._templates: dict[str, str] = {}
 
     def _admin(self, statement: sql.Composed) -> None:
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             conn.execute(statement)
 
+    def _create(self, name: str, template: str | None = None) -> None:
+        if template is None:
+            self._admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            return
+        # FILE_COPY (PostgreSQL 15+) copies the files instead of WAL-logging every page.
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            version = conn.info.server_version
+        statement = sql.SQL(
+            QUERIES[
+                "create_database_from" if version < 150000 else "create_database_from_file_copy"
+            ]
+        )
+        for attempt in range(20):
+            try:
+                self._admin(statement.format(sql.Identifier(name), sql.Identifier(template)))
+                return
+            except errors.ObjectInUse:  # a connection to the template is just closing
+                if attempt == 19:
+                    raise
+                time.sleep(0.25)
+
+    def _drop(self, name: str) -> None:
+        self._admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
     @contextlib.contextmanager
-    def fresh_database(self) -> Iterator[str]:
-        """An empty database of its own for one measurement, dropped afterwards."""
+    def fresh_database(self, template: str | None = None) -> Iterator[str]:
+        """A database of its own for one measurement (empty, or a copy of
+        ``template``), dropped afterwards."""
         name = f"pgq_bench_{uuid.uuid4().hex[:12]}"
-        self._admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        self._create(name, template)
         try:
             yield make_conninfo(self.dsn, dbname=name)
         finally:
-            self._admin(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+            self._drop(name)
+
+    def template(self, key: str, build: Callable[[str], None]) -> str:
+        """A database built once by ``build(dsn)`` (then settled and closed to
+        connections), for ``fresh_database(template=...)`` to copy: a million
+        rows of history are written once per system, not once per run."""
+        if key not in self._templates:
+            name = f"pgq_bench_template_{uuid.uuid4().hex[:12]}"
+            self._create(name)
+            try:
+                dsn = make_conninfo(self.dsn, dbname=name)
+                build(dsn)
+                self.settle(dsn)
+                # No connection, autovacuum's included, may hold it while it is copied.
+                self._admin(
+                    sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(
+                        sql.Identifier(name)
+                    )
+                )
+            except BaseException:
+                self._drop(name)
+                raise
+            self._templates[key] = name
+        return self._templates[key]
+
+    def drop_templates(self) -> None:
+        while self._templates:
+            self._drop(self._templates.popitem()[1])
 
     def settle(self, dsn: str) -> None:
         """Fresh statistics and no dirty pages before the clock starts, so that a
@@ -68,7 +120,11 @@ def open_server(dsn: str | None) -> Iterator[Server]:
     """The server at ``dsn``, else a throwaway cluster with fsync on (durable
     commits, as in production)."""
     if dsn:
-        yield Server(dsn)
+        server = Server(dsn)
+        try:
+            yield server
+        finally:
+            server.drop_templates()
         return
     with TemporaryPostgres(fsync=True) as postgres:
         yield Server(postgres.dsn)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pgq
 
+from .starts import record_start
+
 app = pgq.App()
 
 
@@ -16,3 +18,9 @@ def noop(n: int) -> None:
 @app.task(name="bench.async_noop")
 async def async_noop(n: int) -> None:
     """An async no-op: runs on the worker's event loop."""
+
+
+@app.task(name="bench.record_start")
+def record(n: int) -> None:
+    """Notes when it started (the latency scenario)."""
+    record_start(n)

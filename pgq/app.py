@@ -13,15 +13,19 @@ from typing import Any, TypeVar, overload
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
-from . import db, store
+from . import db, store, validation
 from .exceptions import ConfigurationError, DatabaseUnavailable, InvalidOptions, UnknownTask
 from .jobs import Job
+from .migrate import check_schema
 from .retry import Backoff
 from .tasks import P, R, Task, UniqueKey
 
 T = TypeVar("T")
 
 DSN_VARIABLES = ("PGQ_DSN", "DATABASE_URL")
+# A job row is read whole by every claim and every admin page; payloads larger
+# than this belong in storage of their own, passed by reference.
+MAX_ARGUMENT_BYTES = 1024 * 1024
 
 
 def resolve_dsn(dsn: str | None = None) -> str:
@@ -44,11 +48,24 @@ class App:
     # What ``@app.task`` builds; a subclass of Task may add calling conventions.
     task_class: type[Task[Any, Any]] = Task
 
-    def __init__(self, dsn: str | None = None, *, pool_size: int = 4, connect_timeout: int = 10):
+    def __init__(
+        self,
+        dsn: str | None = None,
+        *,
+        pool_size: int = 4,
+        connect_timeout: int = 10,
+        max_argument_bytes: int | None = MAX_ARGUMENT_BYTES,
+    ):
         self._dsn = dsn
         self.pool_size = pool_size
         self.connect_timeout = connect_timeout
+        # The JSON of one call's arguments, args and kwargs together; None: no limit.
+        self.max_argument_bytes = validation.max_argument_bytes(max_argument_bytes)
+        self._schema_checked = False
         self.tasks: dict[str, Task[Any, Any]] = {}
+        # Where a fresh interpreter finds this App ("package.module:attr"), as job
+        # processes must (worker isolation="process"); load_app records it.
+        self.import_spec: str | None = None
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
         self._apool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
         self._apool_loop: asyncio.AbstractEventLoop | None = None
@@ -62,6 +79,7 @@ class App:
         """Point the App at another database; open connections are closed."""
         self.close()
         self._dsn = dsn
+        self._schema_checked = False
 
     # Registry.
 
@@ -206,6 +224,9 @@ class App:
         one transaction; any other is already inside its owner's transaction.
         """
         with self.connection(connection) as conn:
+            if not self._schema_checked:
+                db.run(conn, check_schema())
+                self._schema_checked = True
             if not (atomic and conn.autocommit):
                 return db.run(conn, operation)
             with db.translated_errors(), conn.transaction():
@@ -215,6 +236,9 @@ class App:
         self, operation: db.Operation[T], connection: Any = None, *, atomic: bool = False
     ) -> T:
         async with self.aconnection(connection) as conn:
+            if not self._schema_checked:
+                await db.arun(conn, check_schema())
+                self._schema_checked = True
             if not (atomic and conn.autocommit):
                 return await db.arun(conn, operation)
             with db.translated_errors():
@@ -268,6 +292,10 @@ class App:
         task: str | None = None,
         limit: int = 50,
     ) -> list[Job]:
+        if queue is not None:
+            validation.queue_name(queue)
+        if task is not None:
+            validation.task_name(task)
         rows = self.execute(store.list_jobs(status, queue, task, limit))
         return [Job.from_row(row, self) for row in rows]
 

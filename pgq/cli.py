@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from . import db, store
+from . import db, grants, store
 from .app import App, resolve_dsn
 from .exceptions import PgqError, UnknownTask
 from .loading import load_app
@@ -130,6 +130,25 @@ def worker_options(function: Any) -> Any:
             show_default=True,
             help="Seconds running jobs get to finish after SIGTERM.",
         ),
+        click.option(
+            "--isolation",
+            type=click.Choice(["thread", "process"]),
+            default=defaults.isolation,
+            show_default=True,
+            help="Run jobs in this process's threads, or each in a child process that a "
+            "crash, a memory blow-up or a stuck C call cannot take the worker down with.",
+        ),
+        click.option(
+            "--memory-limit",
+            "memory_limit_mb",
+            type=click.IntRange(min=1),
+            help="MB of address space each job may add to its process (--isolation process).",
+        ),
+        click.option(
+            "--job-timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            help="Seconds a job may run when its task sets no timeout.",
+        ),
     ]
     for option in reversed(options):
         function = option(function)
@@ -212,7 +231,7 @@ def enqueue(
     (or a JSON array of positional ones)."""
     try:
         decoded = json.loads(arguments)
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # ValueError: also numbers past int's limit
         raise click.BadParameter(f"not valid JSON: {exc}", param_hint="ARGUMENTS") from None
     if not isinstance(decoded, (dict, list)):
         raise click.BadParameter("must be a JSON object or array", param_hint="ARGUMENTS")
@@ -429,6 +448,23 @@ def cancel(context: Context, job_ids: tuple[str, ...]) -> None:
         raise PgqError(
             f"not cancelled (no such job, or already finished): {' '.join(map(str, skipped))}"
         )
+
+
+@cli.command()
+@click.argument("role")
+@click.option("--worker", "kind", flag_value="worker", help="What `pgq worker` needs.")
+@click.option("--producer", "kind", flag_value="producer", help="Enqueue and read jobs only.")
+@click.option("--print", "print_only", is_flag=True, help="Print the SQL; run nothing.")
+@pass_context
+def grant(context: Context, role: str, kind: grants.Kind | None, print_only: bool) -> None:
+    """Grant an existing ROLE the least privileges pgq needs (run as the schema's owner)."""
+    if kind is None:
+        raise click.UsageError("pass --worker or --producer")
+    if print_only:
+        click.echo(grants.grant_script(role, kind))
+        return
+    grants.grant(context.dsn, role, kind)
+    click.echo(f"granted {kind} privileges on schema pgq to {role}")
 
 
 @cli.command()

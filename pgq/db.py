@@ -26,6 +26,7 @@ from .exceptions import (
     ConfigurationError,
     DatabaseError,
     DatabaseUnavailable,
+    PermissionDenied,
     PgqError,
     SchemaNotMigrated,
 )
@@ -88,10 +89,10 @@ def check_dsn(dsn: str) -> None:
     try:
         conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
-        raise ConfigurationError(f"invalid DSN: {_first_line(exc)}") from None
+        raise ConfigurationError(f"invalid DSN: {first_line(exc)}") from None
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
@@ -113,15 +114,46 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(cause, psycopg.Error) and cause.sqlstate in TRANSIENT_SQLSTATES
 
 
-def translate(exc: psycopg.Error) -> PgqError:
-    """The pgq error for a psycopg error, chosen by SQLSTATE class."""
+def translate(
+    exc: psycopg.Error, step: Step | None = None, conn: psycopg.BaseConnection[Any] | None = None
+) -> PgqError:
+    """The pgq error for a psycopg error, chosen by SQLSTATE class; ``step`` and
+    ``conn`` (the statement that failed and where) make a refusal more precise."""
     if isinstance(exc, _MISSING_SCHEMA):
         return SchemaNotMigrated()
     if isinstance(exc, errors.InsufficientPrivilege):
-        return DatabaseError(f"permission denied: {_first_line(exc)}")
+        return PermissionDenied(_denied(exc, step, conn))
     if isinstance(exc, psycopg.OperationalError) and is_disconnect(exc):
-        return DatabaseUnavailable(f"lost the database connection: {_first_line(exc)}")
-    return DatabaseError(_first_line(exc))
+        return DatabaseUnavailable(f"lost the database connection: {first_line(exc)}")
+    return DatabaseError(first_line(exc))
+
+
+def _denied(exc: psycopg.Error, step: Step | None, conn: psycopg.BaseConnection[Any] | None) -> str:
+    # PostgreSQL's own line names the object ("permission denied for table jobs");
+    # the role and pgq's statement say who needs which grant.
+    role = _role(conn)
+    who = f"role {role!r}" if role else "this role"
+    where = f" (statement {step.name} as {who})" if step is not None else f" (as {who})"
+    if isinstance(step, Script) or (step is not None and step.name in _MIGRATION_STEPS):
+        fix = "run `pgq migrate` as the role that owns schema pgq (or may create it)"
+    else:
+        fix = (
+            f"`pgq grant {role or 'ROLE'} --worker` (or --producer), run as the owner of "
+            "schema pgq, grants what pgq needs"
+        )
+    return f"{first_line(exc)}{where}: {fix}"
+
+
+_MIGRATION_STEPS = frozenset({"lock_migrations", "create_migrations_table", "record_migration"})
+
+
+def _role(conn: psycopg.BaseConnection[Any] | None) -> str | None:
+    if conn is None:
+        return None
+    try:
+        return conn.info.user
+    except psycopg.Error:
+        return None
 
 
 @contextmanager
@@ -140,7 +172,7 @@ def connect(
         return psycopg.connect(dsn, autocommit=autocommit, connect_timeout=connect_timeout)
     except psycopg.Error as exc:
         raise DatabaseUnavailable(
-            f"cannot connect to {describe_dsn(dsn)}: {_first_line(exc)}"
+            f"cannot connect to {describe_dsn(dsn)}: {first_line(exc)}"
         ) from None
 
 
@@ -154,7 +186,7 @@ async def aconnect(
         )
     except psycopg.Error as exc:
         raise DatabaseUnavailable(
-            f"cannot connect to {describe_dsn(dsn)}: {_first_line(exc)}"
+            f"cannot connect to {describe_dsn(dsn)}: {first_line(exc)}"
         ) from None
 
 
@@ -205,27 +237,29 @@ async def _aexecute(cursor: psycopg.AsyncCursor[DictRow], step: Step) -> Rows:
 
 def run(conn: psycopg.Connection[Any], operation: Operation[T]) -> T:
     """Drive ``operation`` on a sync connection (inside its current transaction)."""
-    with (
-        translated_errors(),
-        _with_standard_loaders(psycopg.Cursor(conn, row_factory=dict_row)) as cursor,
-    ):
-        try:
+    step: Step | None = None
+    try:
+        with _with_standard_loaders(psycopg.Cursor(conn, row_factory=dict_row)) as cursor:
             step = next(operation)
             while True:
                 step = operation.send(_execute(cursor, step))
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    except psycopg.Error as exc:
+        raise translate(exc, step, conn) from exc
 
 
 async def arun(conn: psycopg.AsyncConnection[Any], operation: Operation[T]) -> T:
     """Drive ``operation`` on an async connection (inside its current transaction)."""
-    with translated_errors():
+    step: Step | None = None
+    try:
         async with _with_standard_loaders(
             psycopg.AsyncCursor(conn, row_factory=dict_row)
         ) as cursor:
-            try:
-                step = next(operation)
-                while True:
-                    step = operation.send(await _aexecute(cursor, step))
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
+            step = next(operation)
+            while True:
+                step = operation.send(await _aexecute(cursor, step))
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    except psycopg.Error as exc:
+        raise translate(exc, step, conn) from exc

@@ -30,6 +30,14 @@ class SchemaNotMigrated(DatabaseError):
     """The pgq schema is missing or out of date in this database: run `pgq migrate`."""
 
 
+class SchemaTooNew(DatabaseError):
+    """A newer pgq migrated this database: upgrade pgq."""
+
+
+class PermissionDenied(DatabaseError):
+    """The database role lacks a privilege pgq needs: see `pgq grant`."""
+
+
 class UnknownTask(PgqError):
     """No task of that name is registered."""
 
@@ -69,3 +77,9 @@ class Cancelled(Exception):
 
 class JobTimeout(Exception):
     """Raised in a task that ran past its ``timeout``."""
+
+
+class JobCrashed(Exception):
+    """The process running the job (``--isolation process``) died: a signal, a
+    crash in C code, ``os._exit()``. Judged like an exception the task raised,
+    so it is retried while attempts remain, unless ``retry_on`` leaves it out."""

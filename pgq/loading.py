@@ -25,4 +25,5 @@ def load_app(spec: str) -> App:
     app = getattr(module, attribute, None)
     if not isinstance(app, App):
         raise ConfigurationError(f"{spec!r} is not a pgq.App (found {type(app).__name__})")
+    app.import_spec = spec
     return app

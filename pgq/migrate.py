@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing_extensions import LiteralString
 
 from . import db
 from .db import Operation, Query, Script
-from .exceptions import ConfigurationError, SchemaNotMigrated
+from .exceptions import ConfigurationError, SchemaNotMigrated, SchemaTooNew
 
 logger = logging.getLogger("pgq.migrate")
 
@@ -54,6 +56,8 @@ def apply_migrations(migrations: tuple[Migration, ...] | None = None) -> Operati
     yield Query("lock_migrations")
     yield Query("create_migrations_table")
     applied = {row["name"] for row in (yield Query("applied_migrations"))}
+    if migrations is None:
+        _refuse_newer(applied)
     done = []
     for migration in wanted:
         if migration.name not in applied:
@@ -64,21 +68,36 @@ def apply_migrations(migrations: tuple[Migration, ...] | None = None) -> Operati
 
 
 def check_schema() -> Operation[None]:
-    """Fail with ``SchemaNotMigrated`` unless every migration of this pgq is applied."""
+    """Fail unless the schema is exactly the one this pgq knows: ``SchemaNotMigrated``
+    when a migration is missing, ``SchemaTooNew`` when a newer pgq migrated it."""
     rows = yield Query("schema_exists")
     if not rows[0]["exists"]:
         raise SchemaNotMigrated()
     applied = {row["name"] for row in (yield Query("applied_migrations"))}
+    _refuse_newer(applied)
     pending = [m.name for m in all_migrations() if m.name not in applied]
     if pending:
         raise SchemaNotMigrated(
             f"the pgq schema lacks migration(s) {', '.join(pending)}: run `pgq migrate`"
         )
-    newer = sorted(applied - {m.name for m in all_migrations()})
-    if newer:
-        # A newer pgq migrated this database; migrations stay backward compatible
-        # for one release so that rolling deploys work, hence only a warning.
-        logger.warning("database has migrations this pgq does not know: %s", ", ".join(newer))
+
+
+def schema_version(names: Iterable[str]) -> int:
+    """The number of the latest of these migrations (``0004_x`` -> 4); 0 for none."""
+    numbers = [int(match.group()) for name in names if (match := re.match(r"\d+", name))]
+    return max(numbers, default=0)
+
+
+def _refuse_newer(applied: set[str]) -> None:
+    # This code cannot know what a newer migration changed (a column it must
+    # fill, a status it must not overwrite), so it does not write to the schema.
+    unknown = sorted(applied - {m.name for m in all_migrations()})
+    if unknown:
+        raise SchemaTooNew(
+            f"the database schema is at version {schema_version(applied)}, newer than this "
+            f"pgq ({schema_version(m.name for m in all_migrations())}): upgrade pgq "
+            f"(unknown migration(s): {', '.join(unknown)})"
+        )
 
 
 def migrate(dsn: str) -> list[str]:

@@ -4,6 +4,7 @@ so a job row can never carry code."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -21,10 +22,27 @@ def add_argument_check(check: ArgumentCheck) -> None:
         _argument_checks.append(check)
 
 
+# \u0000 escaping a NUL, not the text "\\u0000" (an escaped backslash before "u0000").
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
 def _dumps(value: Any) -> str:
-    text = json.dumps(value, allow_nan=False, separators=(",", ":"))
-    if "\\u0000" in text:  # valid JSON, but PostgreSQL's jsonb refuses it
+    """Compact JSON, ASCII only (so its length is its size in bytes)."""
+    try:
+        text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except RecursionError:
+        raise ValueError("is nested too deeply") from None
+    # Valid JSON that PostgreSQL's jsonb refuses. Both checks are cheap misses
+    # for most text; the precise ones run only when the escape appears at all.
+    if "\\u0000" in text and _NUL_ESCAPE.search(text):
         raise ValueError("contains a NUL character (\\u0000), which PostgreSQL cannot store")
+    if "\\ud" in text:
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(
+                "contains a lone surrogate (\\ud800-\\udfff), which is not valid Unicode"
+            ) from None
     return text
 
 
@@ -43,15 +61,26 @@ def _check_one(label: str, value: Any) -> None:
         ) from None
 
 
-def encode_arguments(task: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[str, str]:
-    """Encode a call's arguments, or name the first one that is not JSON."""
+def encode_arguments(
+    task: str, args: Sequence[Any], kwargs: Mapping[str, Any], *, max_bytes: int | None = None
+) -> tuple[str, str]:
+    """Encode a call's arguments, or name the first one that is not JSON; refuse
+    them if together they take more than ``max_bytes``."""
     if _argument_checks:
         _run_checks(task, args, kwargs)
     try:
-        return _dumps(list(args)), _dumps(dict(kwargs))
+        args_json, kwargs_json = _dumps(list(args)), _dumps(dict(kwargs))
     except (TypeError, ValueError):
         _check_all(task, args, kwargs)
         raise  # unreachable: _check_all raised for the culprit
+    size = len(args_json) + len(kwargs_json)
+    if max_bytes is not None and size > max_bytes:
+        raise SerializationError(
+            f"{task}: the arguments take {size:,} bytes as JSON, over the limit of "
+            f"{max_bytes:,} (App(max_argument_bytes=...)); pass a reference to large data "
+            "instead of the data"
+        )
+    return args_json, kwargs_json
 
 
 def _labelled(

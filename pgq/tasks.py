@@ -76,7 +76,7 @@ class Task(Generic[P, R]):
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.func)
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+    def __call__(self, /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function here and now, as a plain call."""
         return self.func(*args, **kwargs)
 
@@ -95,7 +95,9 @@ class Task(Generic[P, R]):
     # Turning a call into a row: pure, shared by every enqueue path.
 
     def _new_job(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> store.NewJob:
-        args_json, kwargs_json = encode_arguments(self.name, args, kwargs)
+        args_json, kwargs_json = encode_arguments(
+            self.name, args, kwargs, max_bytes=self.app.max_argument_bytes
+        )
         run_at, delay = None, 0.0
         if isinstance(self.run_after, datetime):
             run_at = self.run_after
@@ -141,13 +143,13 @@ class Task(Generic[P, R]):
 
     # Enqueueing.
 
-    def delay(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+    def delay(self, /, *args: P.args, **kwargs: P.kwargs) -> Job:
         """Queue one run of this task; returns its Job (the existing one when a
         live job holds the same unique key)."""
         new = self._new_job(args, kwargs)
         return Job.from_row(self.app.execute(store.insert_job(new), self.connection), self.app)
 
-    async def adelay(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+    async def adelay(self, /, *args: P.args, **kwargs: P.kwargs) -> Job:
         new = self._new_job(args, kwargs)
         row = await self.app.aexecute(store.insert_job(new), self.connection)
         return Job.from_row(row, self.app)

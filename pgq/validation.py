@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+import math
 import re
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from .exceptions import InvalidOptions
 
 QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
 PRIORITY_MIN, PRIORITY_MAX = -32768, 32767
+MAX_ATTEMPTS_MAX = 2**31 - 1  # the column is a PostgreSQL integer
 MAX_TASK_NAME = 200
+# Unique keys live in a btree index, whose entries must stay well under 2,704 bytes.
+MAX_UNIQUE_KEY_BYTES = 1000
+# Past this a delay is a unit mistake (milliseconds given as seconds), not a plan.
+MAX_DELAY = timedelta(days=365_000)
+
+
+def _text(value: str, what: str) -> str:
+    """Text PostgreSQL can store: no NUL character, valid Unicode."""
+    if "\x00" in value:
+        raise InvalidOptions(f"invalid {what} {value!r}: contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidOptions(
+            f"invalid {what} {value!r}: contains a lone surrogate, which is not valid Unicode"
+        ) from None
+    return value
 
 
 def queue_name(value: Any) -> str:
@@ -25,7 +44,7 @@ def queue_name(value: Any) -> str:
 def task_name(value: Any) -> str:
     if not isinstance(value, str) or not 1 <= len(value) <= MAX_TASK_NAME:
         raise InvalidOptions(f"invalid task name {value!r}: use 1-{MAX_TASK_NAME} characters")
-    return value
+    return _text(value, "task name")
 
 
 def priority(value: Any) -> int:
@@ -39,6 +58,8 @@ def priority(value: Any) -> int:
 def max_attempts(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidOptions(f"max_attempts must be an integer >= 1, got {value!r}")
+    if value > MAX_ATTEMPTS_MAX:
+        raise InvalidOptions(f"max_attempts {value} is out of range [1, {MAX_ATTEMPTS_MAX}]")
     return value
 
 
@@ -47,32 +68,77 @@ def timeout(value: Any) -> float | None:
         return None
     if isinstance(value, timedelta):
         value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 < value < math.inf  # also refuses NaN
+    ):
         raise InvalidOptions(f"timeout must be a positive number of seconds, got {value!r}")
     return float(value)
 
 
 def run_after(value: Any) -> timedelta | datetime | None:
     """A delay (timedelta or seconds, >= 0) or a timezone-aware datetime."""
-    if value is None or isinstance(value, datetime):
-        if isinstance(value, datetime) and value.utcoffset() is None:
-            raise InvalidOptions(
-                f"run_after datetime {value.isoformat()} has no timezone; "
-                "use an aware datetime such as datetime.now(timezone.utc)"
-            )
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = timedelta(seconds=value)
-    if not isinstance(value, timedelta):
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return _aware(value)
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int too large for a float
+            seconds = math.inf if value > 0 else -math.inf
+    else:
         raise InvalidOptions(
             f"run_after must be a timedelta, seconds or an aware datetime, got {value!r}"
         )
-    if value < timedelta(0):
-        raise InvalidOptions(f"run_after must not be negative, got {value}")
+    if math.isnan(seconds):
+        raise InvalidOptions(f"run_after must be a number of seconds, got {value!r}")
+    if seconds < 0:
+        raise InvalidOptions(f"run_after must not be negative, got {seconds:g} seconds")
+    if seconds > MAX_DELAY.total_seconds():
+        raise InvalidOptions(
+            f"run_after must be at most {MAX_DELAY.days:,} days, got {seconds:g} seconds"
+        )
+    return value if isinstance(value, timedelta) else timedelta(seconds=seconds)
+
+
+def _aware(value: datetime) -> datetime:
+    # A naive datetime means a different instant on every machine: refused, never guessed.
+    if value.utcoffset() is None:
+        raise InvalidOptions(
+            f"run_after datetime {value.isoformat()} has no timezone; "
+            "use an aware datetime such as datetime.now(timezone.utc)"
+        )
+    try:
+        value.astimezone(timezone.utc)
+    except OverflowError:
+        raise InvalidOptions(
+            f"run_after datetime {value.isoformat()} is out of range in UTC"
+        ) from None
     return value
 
 
 def unique_key(value: Any) -> str | None:
-    if value is not None and (not isinstance(value, str) or not value):
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
         raise InvalidOptions(f"unique_key must be a non-empty string, got {value!r}")
+    _text(value, "unique_key")
+    size = len(value.encode("utf-8"))
+    if size > MAX_UNIQUE_KEY_BYTES:
+        raise InvalidOptions(
+            f"unique_key takes {size:,} bytes in UTF-8, over the limit of "
+            f"{MAX_UNIQUE_KEY_BYTES:,}; hash a long key (hashlib.sha256) and pass the digest"
+        )
+    return value
+
+
+def max_argument_bytes(value: Any) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise InvalidOptions(
+            f"max_argument_bytes must be a positive integer or None, got {value!r}"
+        )
     return value

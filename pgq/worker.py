@@ -23,6 +23,7 @@ import os
 import random
 import signal
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -41,7 +42,8 @@ from .exceptions import (
     InvalidOptions,
     PgqError,
 )
-from .executor import Executor, RunningJob
+from .executor import Executor, JobExecutor, RunningJob
+from .isolation import ProcessExecutor
 from .jobs import Job, JobStatus
 from .migrate import check_schema
 from .retry import Outcome, format_error
@@ -103,6 +105,12 @@ class WorkerConfig:
     heartbeat_interval: seconds between heartbeats.
     lease_seconds: a worker silent this long is dead; its jobs go back to the queue.
     shutdown_grace: seconds running jobs get to finish after SIGTERM.
+    isolation: "thread" runs jobs inside this process; "process" runs each in a
+        child process that a crash, a memory blow-up or a stuck C call costs
+        instead of the worker (see pgq.isolation).
+    memory_limit_mb: address space each job may add to its process (isolation
+        "process", Linux); a job past it fails with MemoryError.
+    job_timeout: seconds a job may run when its task sets no timeout (None: no limit).
     """
 
     queues: tuple[str, ...] | None = None
@@ -112,6 +120,9 @@ class WorkerConfig:
     heartbeat_interval: float = 5.0
     lease_seconds: float = 30.0
     shutdown_grace: float = 30.0
+    isolation: str = "thread"
+    memory_limit_mb: int | None = None
+    job_timeout: float | None = None
 
     def __post_init__(self) -> None:
         if self.queues is not None:
@@ -134,6 +145,20 @@ class WorkerConfig:
                 f"lease_seconds ({self.lease_seconds}) must be at least twice "
                 f"heartbeat_interval ({self.heartbeat_interval}) or live workers lose their jobs"
             )
+        if self.isolation not in ("thread", "process"):
+            raise InvalidOptions(f"isolation must be 'thread' or 'process', got {self.isolation!r}")
+        if self.job_timeout is not None and not 0 < self.job_timeout < float("inf"):
+            raise InvalidOptions(f"job_timeout must be seconds > 0, got {self.job_timeout!r}")
+        limit = self.memory_limit_mb
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+                raise InvalidOptions(f"memory_limit_mb must be an integer >= 1, got {limit!r}")
+            if self.isolation != "process":
+                raise InvalidOptions(
+                    "memory_limit_mb needs isolation='process': threads share the worker's memory"
+                )
+            if not sys.platform.startswith("linux"):
+                raise InvalidOptions("memory_limit_mb is supported on Linux only")
 
 
 class Worker:
@@ -159,6 +184,7 @@ class Worker:
         self._unwritten: set[int] = set()
         self._lost_claims_unchecked = False
         self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._writer_conn: psycopg.AsyncConnection[Any] | None = None
         self._beat_conn: psycopg.AsyncConnection[Any] | None = None
         # Until this moment (time.monotonic()) the database holds this worker's lease.
         self._lease_deadline = float("inf")
@@ -166,7 +192,13 @@ class Worker:
         # Identities whose lease was lost: their jobs are given back at the next beat.
         self._abandoned: list[uuid.UUID] = []
         self._stop_requested = False
-        self._executor = Executor(app.tasks, self.config.concurrency)
+        config = self.config
+        if config.isolation == "process":
+            self._executor: JobExecutor = ProcessExecutor(
+                app, memory_limit_mb=config.memory_limit_mb, job_timeout=config.job_timeout
+            )
+        else:
+            self._executor = Executor(app.tasks, config.concurrency, config.job_timeout)
         self._statement_wait = max(MIN_STATEMENT_WAIT, self.config.lease_seconds)
 
     # Running and stopping.
@@ -219,6 +251,7 @@ class Worker:
         self._writer_idle = asyncio.Event()
         self._writer_idle.set()
         self._reconnecting = asyncio.Lock()
+        self._writer_reconnecting = asyncio.Lock()
         self._lease_renewed = asyncio.Event()
         self._registered = False
         self._loop = asyncio.get_running_loop()  # after the events stop() sets
@@ -353,7 +386,9 @@ class Worker:
                 del self.running[job.id]
             self._slot_freed.set()
         self.processed += 1
-        log = logger.info if outcome.status is JobStatus.SUCCEEDED else logger.warning
+        # Every job at DEBUG; failures and retries always (a log line per job
+        # costs a fast worker a quarter of its throughput).
+        log = logger.debug if outcome.status is JobStatus.SUCCEEDED else logger.warning
         log(
             "job=%d task=%s attempt=%d status=%s duration_ms=%.0f%s",
             job.id,
@@ -422,7 +457,10 @@ class Worker:
         for attempt in range(TRANSIENT_WRITE_ATTEMPTS):
             try:
                 return await self._with_connection(
-                    lambda: store.finish_jobs(batch), give_up=give_up, raise_errors=True
+                    lambda: store.finish_jobs(batch),
+                    give_up=give_up,
+                    raise_errors=True,
+                    writer=True,
                 )
             except DatabaseError as exc:
                 if not db.is_transient(exc) or attempt == TRANSIENT_WRITE_ATTEMPTS - 1:
@@ -444,7 +482,7 @@ class Worker:
         )
         try:
             written = await self._with_connection(
-                lambda: store.finish_jobs([failed]), give_up=give_up, raise_errors=True
+                lambda: store.finish_jobs([failed]), give_up=give_up, raise_errors=True, writer=True
             )
         except DatabaseError as again:
             logger.error(
@@ -637,19 +675,21 @@ class Worker:
             return
         running.context.request_cancel()
         logger.info("job=%d cancellation requested", job_id)
-        task = self.app.tasks.get(running.job.task)
-        if running.runner is not None and task is not None and task.is_async:
-            running.runner.cancel()
+        self._executor.abort(running, "cancellation requested")
 
-    # The work connection, with reconnection.
+    # The work and writer connections, with reconnection. Outcomes are written
+    # on a connection of their own, so that writing one batch and claiming the
+    # next overlap (and their commits share the server's WAL flushes).
 
     async def _with_connection(
         self,
         operation: Callable[[], db.Operation[T]],
         give_up: asyncio.Event | None = None,
         raise_errors: bool = False,
+        *,
+        writer: bool = False,
     ) -> T | None:
-        """Run a store operation on the work connection; None if it could not run.
+        """Run a store operation on the work (or writer) connection; None if it could not run.
 
         A lost connection is re-established and the operation retried, until
         ``give_up`` is set (without one: a single reconnection attempt). Other
@@ -657,10 +697,11 @@ class Worker:
         None, or are raised with ``raise_errors``: every statement pgq runs is
         atomic, so a failed one leaves nothing half done.
         """
+        reconnect = self._reconnect_writer if writer else self._reconnect
         while True:
-            conn = self._conn
+            conn = self._writer_conn if writer else self._conn
             if conn is None or conn.broken or conn.closed:
-                if not await self._reconnect(give_up):
+                if not await reconnect(give_up):
                     return None
                 continue
             try:
@@ -692,19 +733,10 @@ class Worker:
                 with contextlib.suppress(Exception):
                     await self._conn.close()
                 self._conn = None
-            delay, attempt = 0.5, 0
-            while True:
-                attempt += 1
-                try:
-                    conn = await db.aconnect(self.app.dsn, autocommit=True)
-                    break
-                except DatabaseUnavailable as exc:
-                    if give_up is None or give_up.is_set():
-                        logger.warning("%s", exc)
-                        return False
-                    logger.warning("%s (attempt %d, next in %.1fs)", exc, attempt, delay)
-                await self._wait_any(give_up, timeout=delay)
-                delay = min(delay * 2, 10.0) * (0.75 + random.random() / 2)
+            connected = await self._connect(give_up)
+            if connected is None:
+                return False
+            conn, attempt = connected
             if self._registered:
                 logger.info("reconnected to the database after %d attempt(s)", attempt)
                 released = await self._release_lost_claims(conn)
@@ -715,6 +747,40 @@ class Worker:
                     self._wake.set()
             self._conn = conn
             return True
+
+    async def _reconnect_writer(self, give_up: asyncio.Event | None) -> bool:
+        async with self._writer_reconnecting:
+            if self._writer_conn is not None and not (
+                self._writer_conn.broken or self._writer_conn.closed
+            ):
+                return True
+            if self._writer_conn is not None:
+                with contextlib.suppress(Exception):
+                    await self._writer_conn.close()
+                self._writer_conn = None
+            connected = await self._connect(give_up)
+            if connected is None:
+                return False
+            self._writer_conn = connected[0]
+            return True
+
+    async def _connect(
+        self, give_up: asyncio.Event | None
+    ) -> tuple[psycopg.AsyncConnection[Any], int] | None:
+        """A new connection and the attempts it took, backing off between attempts
+        (one log line each) until ``give_up`` is set; None if it never came."""
+        delay, attempt = 0.5, 0
+        while True:
+            attempt += 1
+            try:
+                return await db.aconnect(self.app.dsn, autocommit=True), attempt
+            except DatabaseUnavailable as exc:
+                if give_up is None or give_up.is_set():
+                    logger.warning("%s", exc)
+                    return None
+                logger.warning("%s (attempt %d, next in %.1fs)", exc, attempt, delay)
+            await self._wait_any(give_up, timeout=delay)
+            delay = min(delay * 2, 10.0) * (0.75 + random.random() / 2)
 
     async def _release_lost_claims(self, conn: psycopg.AsyncConnection[Any]) -> list[int]:
         """A claim whose reply was lost with the connection committed jobs this
@@ -762,8 +828,9 @@ class Worker:
         if self._abandoned:  # identities whose lease was lost: their jobs go back now
             abandoned = list(self._abandoned)
             await self._with_connection(lambda: store.recover_expired_jobs(abandoned))
-        if self._conn is not None:
-            await self._conn.close()
+        for conn in (self._conn, self._writer_conn):
+            if conn is not None:
+                await conn.close()
         self._executor.shutdown()
         logger.info("worker=%s stopped after %d job(s)", self.id, self.processed)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -21,6 +22,9 @@ from .connection import DjangoApp
 from .registry import app
 
 logger = logging.getLogger("pgq.django")
+
+# How a job process (--isolation process) imports the worker's App.
+ISOLATED_APP = "pgq_django.isolated:app"
 
 
 def in_job_scope(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -58,6 +62,8 @@ def worker_app() -> App:
     runner.tasks = {
         name: replace(task, func=in_job_scope(task.func)) for name, task in app.tasks.items()
     }
+    if os.environ.get("DJANGO_SETTINGS_MODULE"):  # what a job process needs to set Django up
+        runner.import_spec = ISOLATED_APP
     return runner
 
 

@@ -1,11 +1,9 @@
-"""pgq through its public API: ``task.delay()``, ``task.delay_many()`` and a
-``pgq worker --burst`` process, as a user would run them."""
+"""pgq through its public API: ``task.delay()``, ``task.delay_many()`` and
+``pgq worker`` processes, as a user would run them."""
 
 from __future__ import annotations
 
 import contextlib
-import os
-import resource
 import subprocess
 import sys
 import time
@@ -16,9 +14,10 @@ import pgq
 from pgq import store
 from pgq.tasks import Task
 
-from .. import ROOT, BenchError, tasks
+from .. import tasks
 from ..config import BenchConfig
-from . import DrainMode, DrainTiming, jobs_table
+from . import DrainMode, DrainTiming, processes
+from .tables import Tables, database_now
 
 
 @contextlib.contextmanager
@@ -41,24 +40,34 @@ def _delay_many(task: Task[[int], Any], dsn: str, count: int, batch: int) -> flo
         return time.perf_counter() - start
 
 
+def _label(mode_value: int, asynchronous: bool, processes: int) -> str:
+    label = f"c={mode_value}{', async' if asynchronous else ''}"
+    return label if processes == 1 else f"{processes} x {label}"
+
+
 class PgqAdapter:
     name = "pgq"
+    tables = Tables()
+    history_key = "pgq.jobs"
 
     def __init__(self, config: BenchConfig):
         self.concurrency = config.concurrency
         self.async_concurrency = config.async_concurrency
 
-    def drain_modes(self) -> Sequence[DrainMode]:
-        return [DrainMode(f"1 worker, c={c}", c) for c in self.concurrency] + [
-            DrainMode(f"1 worker, c={c}, async", c, asynchronous=True)
-            for c in self.async_concurrency
-        ]
+    def drain_modes(self, processes: int) -> Sequence[DrainMode]:
+        if processes > 1:  # the best of each kind at one process, times N
+            settings = [(max(self.concurrency), False)]
+            settings += [(max(self.async_concurrency), True)] if self.async_concurrency else []
+        else:
+            settings = [(c, False) for c in self.concurrency]
+            settings += [(c, True) for c in self.async_concurrency]
+        return [DrainMode(_label(c, a, processes), c, a, processes) for c, a in settings]
+
+    def serve_mode(self) -> DrainMode:
+        return DrainMode(_label(10, False, 1), 10)  # the worker's defaults
 
     def install(self, dsn: str) -> None:
-        jobs_table.install(dsn)
-
-    def count_jobs(self, dsn: str) -> int:
-        return jobs_table.count_jobs(dsn)
+        pgq.App(dsn).migrate()
 
     def enqueue_one(self, dsn: str, count: int) -> float:
         with _app_on(dsn):
@@ -73,40 +82,34 @@ class PgqAdapter:
     def fill(self, dsn: str, count: int, batch: int, mode: DrainMode) -> None:
         _delay_many(tasks.async_noop if mode.asynchronous else tasks.noop, dsn, count, batch)
 
-    def drain(self, dsn: str, count: int, mode: DrainMode) -> DrainTiming:
-        command = [
+    def _command(self, dsn: str, mode: DrainMode, *, burst: bool) -> list[str]:
+        return [
             *(sys.executable, "-m", "pgq", "--dsn", dsn, "--log-level", "warning"),
-            *("worker", "--app", "bench.tasks:app", "--burst", "--concurrency", str(mode.value)),
+            *("worker", "--app", "bench.tasks:app", "--concurrency", str(mode.value)),
+            *("--processes", str(mode.processes)),
+            *(["--burst"] if burst else []),
         ]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        for variable in ("PGQ_DSN", "DATABASE_URL", "PGQ_APP"):
-            env.pop(variable, None)
-        cpu_before = _children_cpu()
-        start = time.perf_counter()
-        try:
-            process = subprocess.run(
-                command,
-                cwd=ROOT,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=max(120.0, count / 20),
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise BenchError(
-                f"the worker did not finish {count} jobs in {exc.timeout:.0f}s"
-            ) from exc
-        wall = time.perf_counter() - start
-        if process.returncode != 0:
-            output = (process.stderr or process.stdout).strip().splitlines()[-20:]
-            raise BenchError(f"the worker exited with {process.returncode}:\n" + "\n".join(output))
-        cpu = _children_cpu() - cpu_before
-        finished, db_seconds = jobs_table.drain_timing(dsn)
+
+    def drain(self, dsn: str, count: int, mode: DrainMode) -> DrainTiming:
+        since = database_now(dsn)
+        wall, cpu = processes.run_all(
+            [self._command(dsn, mode, burst=True)],
+            processes.environment(),
+            timeout=max(120.0, count / 20),
+        )
+        finished, db_seconds = self.tables.drain_timing(dsn, since)
         return DrainTiming(wall, db_seconds, finished, cpu_seconds=cpu)
 
+    def serve(
+        self, dsn: str, mode: DrainMode, env: dict[str, str]
+    ) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+        return processes.serving(self._command(dsn, mode, burst=False), processes.environment(env))
 
-def _children_cpu() -> float:
-    """User + system CPU seconds of the child processes waited for so far."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    def enqueue_paced(self, dsn: str, first: int, count: int, pause: float) -> list[float]:
+        commits = []
+        with _app_on(dsn):
+            for n in range(first, first + count):
+                time.sleep(pause)
+                tasks.record.delay(n)  # autocommit: returns once committed
+                commits.append(time.time())
+        return commits

@@ -226,20 +226,19 @@ def test_worker__cli_on_an_unmigrated_database_fails_with_one_line(empty_dsn: st
     assert "Traceback" not in completed.stderr
 
 
-def test_worker__runs_with_a_warning_when_the_database_has_newer_migrations(
-    dsn: str, conn: psycopg.Connection[Any], caplog: pytest.LogCaptureFixture
+def test_worker__refuses_a_database_migrated_by_a_newer_pgq(
+    dsn: str, conn: psycopg.Connection[Any]
 ) -> None:
     conn.execute("INSERT INTO pgq.migrations (name) VALUES ('9999_from_a_newer_pgq')")
     app = app_with_a_task(dsn)
     try:
-        job = app.tasks["noop"].delay()
-        with caplog.at_level("WARNING", logger="pgq.migrate"):
+        with pytest.raises(pgq.SchemaTooNew, match="9999_from_a_newer_pgq") as caught:
             app.run_worker(burst=True)
-        assert job.refresh().status is pgq.JobStatus.SUCCEEDED
     finally:
         app.close()
 
-    assert "9999_from_a_newer_pgq" in caplog.text
+    assert "version 9999, newer than this pgq" in str(caught.value)
+    assert scalar(conn, "SELECT count(*) FROM pgq.workers") == 0
 
 
 # The claim query and its index.
