@@ -21,6 +21,7 @@ task prints or reads, from Python or from C, cannot corrupt the protocol.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import faulthandler
 import json
@@ -134,7 +135,8 @@ def run_job(app: App, job: Job, allowance: Allowance | None) -> dict[str, Any]:
         }
     finally:
         for stream in (sys.stdout, sys.stderr):
-            stream.flush()
+            with contextlib.suppress(Exception):  # a task may have closed or replaced it
+                stream.flush()
     try:
         return {"status": "succeeded", "result": encode_result(value)}
     except SerializationError as exc:  # retrying would return the same value

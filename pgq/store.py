@@ -216,3 +216,73 @@ def ping() -> Operation[bool]:
 def live_task_names() -> Operation[set[str]]:
     rows = yield Query("live_task_names")
     return {row["task"] for row in rows}
+
+
+# Periodic schedules.
+
+
+@dataclass(frozen=True)
+class ScheduleRow:
+    """What pgq.schedules records of a schedule's definition."""
+
+    name: str
+    task: str
+    cron: str
+    timezone: str
+
+
+def database_now() -> Operation[datetime]:
+    rows = yield Query("database_now")
+    now: datetime = rows[0]["now"]
+    return now
+
+
+def register_schedule(schedule: ScheduleRow, baseline: datetime) -> Operation[None]:
+    yield Query("register_schedule", {**asdict(schedule), "baseline": baseline})
+
+
+def enqueue_tick(
+    schedule: ScheduleRow, tick: datetime, job: NewJob
+) -> Operation[dict[str, Any] | None]:
+    """Move the schedule to ``tick`` and enqueue ``job``, unless another worker
+    already did: run it in one transaction. Returns the job row, or None."""
+    if not (yield Query("claim_schedule_tick", {**asdict(schedule), "tick": tick})):
+        return None
+    row = yield from insert_job(job)  # with a unique key: maybe the live job that holds it
+    yield Query("record_schedule_job", {"name": schedule.name, "job_id": row["id"]})
+    return row
+
+
+def list_schedules() -> Operation[Rows]:
+    return (yield Query("list_schedules"))
+
+
+# Retention.
+
+
+def lock_retention() -> Operation[bool]:
+    rows = yield Query("lock_retention")
+    return bool(rows[0]["locked"])
+
+
+def unlock_retention() -> Operation[bool]:
+    rows = yield Query("unlock_retention")
+    return bool(rows[0]["unlocked"])
+
+
+def may_prune() -> Operation[tuple[bool, datetime]]:
+    """(whether this role may delete jobs, the database's clock)."""
+    rows = yield Query("may_prune")
+    return bool(rows[0]["may_delete"]), rows[0]["now"]
+
+
+def delete_finished_jobs(status: str, before: datetime, limit: int) -> Operation[int]:
+    """Delete one batch of ``status`` jobs finished before ``before``; returns how many."""
+    rows = yield Query("delete_finished_jobs", {"status": status, "before": before, "limit": limit})
+    return int(rows[0]["deleted"])
+
+
+def clear_results(after: datetime, before: datetime, limit: int) -> Operation[list[datetime]]:
+    """Clear one batch of results; returns the finished_at of each job cleared."""
+    rows = yield Query("clear_results", {"after": after, "before": before, "limit": limit})
+    return [row["finished_at"] for row in rows]

@@ -142,3 +142,32 @@ def max_argument_bytes(value: Any) -> int | None:
             f"max_argument_bytes must be a positive integer or None, got {value!r}"
         )
     return value
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(w|d|h|m|s)", re.IGNORECASE)
+_UNIT_SECONDS = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
+
+
+def duration(value: Any, what: str) -> timedelta:
+    """A positive duration: a timedelta, seconds, or text such as "90s", "15m",
+    "12h", "7d", "2w" or "1d12h" (a bare number is seconds)."""
+    seconds: float | None = None
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value) if abs(value) < 1e300 else math.inf
+    elif isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"\d+(?:\.\d+)?", text):
+            seconds = float(text)
+        elif text and re.fullmatch(rf"(?:{_DURATION.pattern}\s*)+", text, re.IGNORECASE):
+            seconds = sum(
+                float(number) * _UNIT_SECONDS[unit.lower()]
+                for number, unit in _DURATION.findall(text)
+            )
+    if seconds is None or not 0 < seconds <= MAX_DELAY.total_seconds():  # also refuses NaN
+        raise InvalidOptions(
+            f"{what} must be a positive duration (a timedelta, seconds, or text such as "
+            f"'90s', '15m', '12h', '7d', '2w'), got {value!r}"
+        )
+    return value if isinstance(value, timedelta) else timedelta(seconds=seconds)

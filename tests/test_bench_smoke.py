@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import py_compile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -67,7 +68,7 @@ def test_bench_peers__cases_and_commands_build_without_the_peers_installed(
     tmp_path: Path,
 ) -> None:
     config = config_from_args(["--quick"])
-    config = type(config)(**{**config.__dict__, "peers_venv": tmp_path / "venv"})
+    config = replace(config, peers_venv=tmp_path / "venv")
     adapters = [ADAPTERS[name](config) for name in config.systems]
 
     cases = build_cases(config, adapters)
@@ -102,7 +103,7 @@ def test_bench_peers__asyncpg_gets_a_url() -> None:
 
 def test_bench_report__ratios_compare_each_system_best_setting() -> None:
     config = config_from_args(["--quick", "--scenario", "drain,latency"])
-    config = type(config)(**{**config.__dict__, "peers_venv": Path("/nonexistent")})
+    config = replace(config, peers_venv=Path("/nonexistent"))
     adapters = [ADAPTERS[name](config) for name in ("pgq", "procrastinate")]
     cases = build_cases(config, adapters)
     rates = {
