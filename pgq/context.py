@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import threading
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .exceptions import Cancelled, PgqError
 from .jobs import Job
 
 
-@dataclass(frozen=True)
+@dataclass
 class JobContext:
     """The job being run, and whether its cancellation was requested."""
 
     job: Job
-    _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+    # Set by the worker's loop, read by the task's thread: a plain flag is enough
+    # (one per job; an Event would cost more than a no-op job itself).
+    _cancelled: bool = False
 
     @property
     def id(self) -> int:
@@ -29,14 +30,14 @@ class JobContext:
     @property
     def cancel_requested(self) -> bool:
         """True once someone called ``cancel()`` on this running job."""
-        return self._cancel.is_set()
+        return self._cancelled
 
     def request_cancel(self) -> None:
-        self._cancel.set()
+        self._cancelled = True
 
     def raise_if_cancelled(self) -> None:
         """A convenient check point: raises ``pgq.Cancelled`` if cancellation was requested."""
-        if self._cancel.is_set():
+        if self._cancelled:
             raise Cancelled(f"job {self.id} was cancelled")
 
 

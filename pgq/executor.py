@@ -121,9 +121,11 @@ class Executor:
     async def _run_async(self, task: Task[Any, Any], running: RunningJob) -> Any:
         set_current(running.context)  # this asyncio task has its own context copy
         job = running.job
+        timeout = self._timeout(task)
+        if timeout is None:  # no timer to race: run it in this asyncio task
+            return await task.func(*job.args, **job.kwargs)
         inner = asyncio.ensure_future(task.func(*job.args, **job.kwargs))
         try:
-            timeout = self._timeout(task)
             done, _ = await asyncio.wait({inner}, timeout=timeout)
             if not done:
                 raise JobTimeout(f"{task.name} ran longer than its timeout of {timeout}s")

@@ -162,8 +162,8 @@ def claim_jobs(
 ) -> Operation[Rows]:
     params = {"worker_id": worker_id, "tasks": list(tasks), "limit": limit}
     if queues is None:
-        return (yield Query("claim_jobs_any_queue", params))
-    return (yield Query("claim_jobs", {**params, "queues": list(queues)}))
+        return (yield Query("claim_jobs_any_queue", params, prepare=False))
+    return (yield Query("claim_jobs", {**params, "queues": list(queues)}, prepare=False))
 
 
 def next_run_at(queues: Sequence[str] | None, tasks: Sequence[str]) -> Operation[float | None]:
@@ -179,7 +179,8 @@ def finish_jobs(outcomes: Sequence[Outcome]) -> Operation[set[int]]:
     """Write outcomes; returns the ids actually updated (the others were fenced off)."""
     rows = yield Query(
         "finish_jobs",
-        {
+        prepare=False,
+        params={
             "ids": [o.job_id for o in outcomes],
             "worker_ids": [o.worker_id for o in outcomes],
             "attempts": [o.attempts for o in outcomes],

@@ -45,6 +45,7 @@ from .exceptions import (
 from .executor import Executor, JobExecutor, RunningJob
 from .isolation import ProcessExecutor
 from .jobs import Job, JobStatus
+from .maintenance import start_services
 from .migrate import check_schema
 from .retry import Outcome, format_error
 from .validation import queue_name
@@ -277,6 +278,7 @@ class Worker:
             asyncio.create_task(self._listen(), name="pgq-listen"),
             asyncio.create_task(self._heartbeat(), name="pgq-heartbeat"),
             asyncio.create_task(self._watch_lease(), name="pgq-lease"),
+            *start_services(self.app, self.config),  # periodic schedules, retention
             asyncio.create_task(self._write_outcomes(), name="pgq-outcomes"),  # last: see _shutdown
         ]
         logger.info(
