@@ -6,6 +6,7 @@ so the sync and async APIs share every line of logic here.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -177,19 +178,19 @@ def next_run_at(queues: Sequence[str] | None, tasks: Sequence[str]) -> Operation
 
 def finish_jobs(outcomes: Sequence[Outcome]) -> Operation[set[int]]:
     """Write outcomes; returns the ids actually updated (the others were fenced off)."""
-    rows = yield Query(
-        "finish_jobs",
-        prepare=False,
-        params={
-            "ids": [o.job_id for o in outcomes],
-            "worker_ids": [o.worker_id for o in outcomes],
-            "attempts": [o.attempts for o in outcomes],
-            "statuses": [o.status.value for o in outcomes],
-            "results": [o.result for o in outcomes],
-            "errors": [o.error for o in outcomes],
-            "retry_in": [o.retry_in for o in outcomes],
-        },
-    )
+    batch = [
+        {
+            "id": o.job_id,
+            "worker_id": str(o.worker_id),
+            "attempts": o.attempts,
+            "status": o.status.value,
+            "result": o.result,
+            "error": o.error,
+            "retry_in": o.retry_in,
+        }
+        for o in outcomes
+    ]
+    rows = yield Query("finish_jobs", {"outcomes": json.dumps(batch)}, prepare=False)
     return {row["id"] for row in rows}
 
 

@@ -109,16 +109,17 @@ SET status = CASE
         WHEN o.status = 'queued' AND j.cancel_requested THEN 'cancelled'
         ELSE o.status::pgq.job_status
     END,
-    result = o.result,
+    result = o.result::jsonb,
     last_error = COALESCE(o.error, j.last_error),
     run_at = CASE WHEN o.status = 'queued'
         THEN now() + make_interval(secs => o.retry_in) ELSE j.run_at END,
     finished_at = CASE WHEN o.status = 'queued' AND NOT j.cancel_requested
         THEN NULL ELSE now() END
-FROM unnest(%(ids)s::bigint[], %(worker_ids)s::uuid[], %(attempts)s::integer[],
-            %(statuses)s::text[], %(results)s::jsonb[], %(errors)s::text[],
-            %(retry_in)s::float8[])
-    AS o(id, worker_id, attempts, status, result, error, retry_in)
+-- The batch arrives as one JSON array: one parameter to encode instead of
+-- seven arrays (which cost the worker more CPU than the statement itself).
+FROM json_to_recordset(%(outcomes)s::json)
+    AS o(id bigint, worker_id uuid, attempts integer, status text, result text, error text,
+         retry_in float8)
 WHERE j.id = o.id
   AND j.status = 'running'
   AND j.worker_id = o.worker_id
