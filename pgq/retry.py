@@ -65,6 +65,8 @@ def format_error(exc: BaseException) -> str:
     except Exception:  # an exception whose __str__ fails must still be recorded
         text = "<exception str() failed>"
     message = f"{type(exc).__qualname__}: {text}".rstrip(": ")
+    if exc.__traceback__ is None and exc.__cause__ is None and exc.__context__ is None:
+        return message.replace("\x00", "\\x00")  # never raised (a crash report): no trace
     trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     # PostgreSQL text cannot hold NUL characters: the write would fail.
     return f"{message}\n\n{trace}".replace("\x00", "\\x00")

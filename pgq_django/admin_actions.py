@@ -79,10 +79,10 @@ def cancel(modeladmin: Any, request: HttpRequest, ids: list[int]) -> dict[int, s
         modeladmin.message_user(
             request,
             ngettext(
-                "%(count)d running job asked to stop: it ends as cancelled when its task "
-                "checks, or as usual if it finishes first.",
-                "%(count)d running jobs asked to stop: they end as cancelled when their task "
-                "checks, or as usual if they finish first.",
+                "%(count)d running job asked to stop: it is interrupted and ends as "
+                "cancelled, or as usual if it finishes first.",
+                "%(count)d running jobs asked to stop: they are interrupted and end as "
+                "cancelled, or as usual if they finish first.",
                 len(asked),
             )
             % {"count": len(asked)},

@@ -23,6 +23,19 @@ Every key is optional::
             "HEARTBEAT_INTERVAL": 5.0,
             "LEASE_SECONDS": 30.0,     # silent this long, a worker's jobs are recovered
             "SHUTDOWN_GRACE": 30.0,    # seconds running jobs get after SIGTERM
+            "ISOLATION": "thread",     # or "process": each job in a child process
+            "MEMORY_LIMIT_MB": None,   # per job, with "process" isolation
+            "JOB_TIMEOUT": None,       # seconds, for tasks that set no timeout
+        },
+        # How long workers keep finished jobs (pgq.Retention); None: forever.
+        # Durations are timedeltas, seconds, or text such as "12h", "7d", "2w".
+        "RETENTION": {
+            "SUCCEEDED": "1d",         # None keeps that status forever
+            "CANCELLED": "7d",
+            "FAILED": "30d",
+            "RESULTS": None,           # results of succeeded jobs cleared after this
+            "INTERVAL": "5m",          # between two runs in a worker
+            "BATCH_SIZE": 1000,        # rows per statement
         },
     }
 
@@ -44,6 +57,7 @@ from django.core.signals import setting_changed
 
 from pgq import validation
 from pgq.exceptions import InvalidOptions
+from pgq.retention import Retention
 from pgq.worker import WorkerConfig
 
 _WORKER_DEFAULTS = WorkerConfig()
@@ -60,6 +74,9 @@ class WorkerSettings:
     heartbeat_interval: float = _WORKER_DEFAULTS.heartbeat_interval
     lease_seconds: float = _WORKER_DEFAULTS.lease_seconds
     shutdown_grace: float = _WORKER_DEFAULTS.shutdown_grace
+    isolation: str = _WORKER_DEFAULTS.isolation
+    memory_limit_mb: int | None = _WORKER_DEFAULTS.memory_limit_mb
+    job_timeout: float | None = _WORKER_DEFAULTS.job_timeout
 
     def options(self) -> dict[str, Any]:
         """The worker command's option values, by option name."""
@@ -76,6 +93,7 @@ class PgqSettings:
     task_modules: tuple[str, ...] = ("tasks",)
     pool_size: int = 4
     worker: WorkerSettings = field(default_factory=WorkerSettings)
+    retention: Retention | None = field(default_factory=Retention)
 
 
 class SettingsError(ImproperlyConfigured):
@@ -112,6 +130,12 @@ def _seconds(minimum_open: bool) -> Callable[[Any], float]:
     return convert
 
 
+def _isolation(value: Any) -> str:
+    if value not in ("thread", "process"):
+        raise InvalidOptions(f"must be 'thread' or 'process', got {value!r}")
+    return str(value)
+
+
 def _names(value: Any) -> tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, (list, tuple)) or not value:
         raise InvalidOptions(f"must be a non-empty list of names, got {value!r}")
@@ -143,6 +167,40 @@ WORKER: dict[str, Callable[[Any], Any]] = {
     "HEARTBEAT_INTERVAL": _seconds(minimum_open=True),
     "LEASE_SECONDS": _seconds(minimum_open=True),
     "SHUTDOWN_GRACE": _seconds(minimum_open=False),
+    "ISOLATION": _isolation,
+    "MEMORY_LIMIT_MB": lambda value: None if value is None else _positive_int(value),
+    "JOB_TIMEOUT": lambda value: None if value is None else _seconds(minimum_open=True)(value),
+}
+
+
+def _duration(value: Any) -> Any:
+    if value is None:
+        return None
+    return _interval(value)
+
+
+def _interval(value: Any) -> Any:
+    try:
+        return validation.duration(value, "value")
+    except InvalidOptions as exc:
+        raise InvalidOptions(str(exc).removeprefix("value ")) from None
+
+
+def _batch_size(value: Any) -> int:
+    try:
+        Retention(batch_size=value)
+    except InvalidOptions as exc:
+        raise InvalidOptions(str(exc).removeprefix("retention batch_size ")) from None
+    return int(value)
+
+
+RETENTION: dict[str, Callable[[Any], Any]] = {
+    "SUCCEEDED": _duration,
+    "CANCELLED": _duration,
+    "FAILED": _duration,
+    "RESULTS": _duration,
+    "INTERVAL": _interval,
+    "BATCH_SIZE": _batch_size,
 }
 
 
@@ -177,6 +235,7 @@ def read_settings(raw: Any) -> PgqSettings:
         raise SettingsError([f"PGQ must be a dict, got {type(raw).__name__}"])
     raw = dict(raw)
     raw_worker = raw.pop("WORKER", None) or {}
+    retention, retention_problems = _retention(raw.pop("RETENTION", {}))
     values, problems = _convert(raw, TOP_LEVEL, "PGQ")
     worker = WorkerSettings()
     if not isinstance(raw_worker, Mapping):
@@ -187,9 +246,20 @@ def read_settings(raw: Any) -> PgqSettings:
         worker = WorkerSettings(**worker_values)
         if not worker_problems:
             problems += _worker_consistency(worker)
+    problems += retention_problems
     if problems:
         raise SettingsError(problems)
-    return PgqSettings(**values, worker=worker)
+    return PgqSettings(**values, worker=worker, retention=retention)
+
+
+def _retention(raw: Any) -> tuple[Retention | None, list[str]]:
+    """``PGQ["RETENTION"]``: a dict of Retention's fields in capitals, or None."""
+    if raw is None:
+        return None, []
+    if not isinstance(raw, Mapping):
+        return None, [f"PGQ['RETENTION'] must be a dict or None, got {type(raw).__name__}"]
+    values, problems = _convert(raw, RETENTION, "PGQ['RETENTION']")
+    return (Retention(**values) if not problems else None), problems
 
 
 def _worker_consistency(worker: WorkerSettings) -> list[str]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 import django.db
 import psycopg
@@ -26,7 +26,7 @@ from django.utils.connection import ConnectionDoesNotExist
 from psycopg import pq
 from psycopg.conninfo import make_conninfo
 
-from pgq import App
+from pgq import App, Retention
 from pgq.db import describe_dsn
 from pgq.exceptions import ConfigurationError, DatabaseError, DatabaseUnavailable
 
@@ -70,6 +70,9 @@ def conninfo_for(wrapper: Any) -> str:
     return make_conninfo("", **libpq)
 
 
+_FROM_SETTINGS = object()
+
+
 class DjangoApp(App):
     """A pgq App whose database is a ``DATABASES`` alias (``PGQ["DATABASE"]``).
 
@@ -83,6 +86,7 @@ class DjangoApp(App):
         super().__init__(None)
         self._alias = alias
         self._pool_size = pool_size
+        self._retention: Retention | object | None = _FROM_SETTINGS
 
     def __repr__(self) -> str:
         return f"<DjangoApp alias={self._alias or 'PGQ[DATABASE]'} tasks={len(self.tasks)}>"
@@ -104,6 +108,17 @@ class DjangoApp(App):
     @pool_size.setter
     def pool_size(self, value: int) -> None:
         self._pool_size = value
+
+    @property  # type: ignore[override]  # read from settings when not set
+    def retention(self) -> Retention | None:
+        """``PGQ["RETENTION"]``, unless set on this App."""
+        if self._retention is _FROM_SETTINGS:
+            return get_settings().retention
+        return cast("Retention | None", self._retention)
+
+    @retention.setter
+    def retention(self, value: Retention | None) -> None:
+        self._retention = value
 
     @contextmanager
     def connection(self, connection: Any = None) -> Iterator[psycopg.Connection[Any]]:

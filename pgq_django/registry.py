@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta, tzinfo
 from typing import Any, cast, overload
+
+from django.conf import settings as django_settings
 
 from pgq.retry import Backoff
 from pgq.tasks import P, R, UniqueKey
@@ -55,3 +58,26 @@ def task(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
         return cast(DjangoTask[Any, Any], app.task(**chosen)(function))
 
     return register(func) if func is not None else register
+
+
+def periodic(
+    cron: str,
+    *,
+    timezone: str | tzinfo | None = None,
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    name: str | None = None,
+    max_delay: float | timedelta | str | None = None,
+) -> Callable[[DjangoTask[P, R]], DjangoTask[P, R]]:
+    """Enqueue a task on a cron schedule: ``@periodic("0 9 * * mon-fri")`` above
+    ``@task``. ``manage.py pgq_worker`` enqueues one job per tick, however many
+    workers run.
+
+    ``timezone`` defaults to Django's ``TIME_ZONE``; the other options are
+    pgq's (see ``pgq.App.periodic``).
+    """
+    zone = timezone if timezone is not None else (django_settings.TIME_ZONE or "UTC")
+    declare = app.periodic(
+        cron, timezone=zone, args=args, kwargs=kwargs, name=name, max_delay=max_delay
+    )
+    return cast(Callable[[DjangoTask[P, R]], DjangoTask[P, R]], declare)

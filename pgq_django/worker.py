@@ -62,6 +62,7 @@ def worker_app() -> App:
     runner.tasks = {
         name: replace(task, func=in_job_scope(task.func)) for name, task in app.tasks.items()
     }
+    runner.schedules = dict(app.schedules)  # the worker enqueues their ticks
     if os.environ.get("DJANGO_SETTINGS_MODULE"):  # what a job process needs to set Django up
         runner.import_spec = ISOLATED_APP
     return runner

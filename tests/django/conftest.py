@@ -53,7 +53,7 @@ def committed_db(transactional_db: None, django_db_blocker: Any) -> Iterator[Non
     """Real commits (workers, NOTIFY, async pool); pgq's tables emptied afterwards."""
     yield
     with django_db_blocker.unblock(), connection.cursor() as cursor:
-        cursor.execute("TRUNCATE pgq.jobs, pgq.workers")
+        cursor.execute("TRUNCATE pgq.jobs, pgq.workers, pgq.schedules")
 
 
 @pytest.fixture

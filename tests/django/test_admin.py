@@ -332,7 +332,7 @@ def test_cancel_action__cancels_queued_asks_running_and_skips_finished(
 
     assert messages_of(response) == [
         "1 job cancelled.",
-        "1 running job asked to stop: it ends as cancelled when its task checks, "
+        "1 running job asked to stop: it is interrupted and ends as cancelled, "
         "or as usual if it finishes first.",
         "1 job skipped: it had already finished (1 succeeded).",
     ]

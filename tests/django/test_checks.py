@@ -65,6 +65,21 @@ def test_settings__every_problem_is_reported_at_once() -> None:
     assert isinstance(raised.value, ImproperlyConfigured)
 
 
+def test_settings__isolation_options() -> None:
+    read = read_settings(
+        {"WORKER": {"ISOLATION": "process", "MEMORY_LIMIT_MB": 256, "JOB_TIMEOUT": 60}}
+    )
+    assert (read.worker.isolation, read.worker.memory_limit_mb) == ("process", 256)
+    assert read.worker.job_timeout == 60.0
+    with pytest.raises(SettingsError) as raised:
+        read_settings({"WORKER": {"ISOLATION": "fork", "MEMORY_LIMIT_MB": 0, "JOB_TIMEOUT": -1}})
+    assert raised.value.problems[:3] == [
+        "PGQ['WORKER']['ISOLATION'] must be 'thread' or 'process', got 'fork'",
+        "PGQ['WORKER']['MEMORY_LIMIT_MB'] must be an integer >= 1, got 0",
+        "PGQ['WORKER']['JOB_TIMEOUT'] must be a number of seconds > 0, got -1",
+    ]
+
+
 def test_settings__worker_options_must_agree() -> None:
     with pytest.raises(SettingsError, match=r"lease_seconds .* at least twice heartbeat_interval"):
         read_settings({"WORKER": {"HEARTBEAT_INTERVAL": 10, "LEASE_SECONDS": 15}})
