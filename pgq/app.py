@@ -5,18 +5,21 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from datetime import timedelta
+from datetime import timedelta, tzinfo
 from typing import Any, TypeVar, overload
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
-from . import db, store, validation
+from . import db, periodic, store, validation
 from .exceptions import ConfigurationError, DatabaseUnavailable, InvalidOptions, UnknownTask
 from .jobs import Job
 from .migrate import check_schema
+from .periodic import Schedule
+from .retention import Retention, retention_option
 from .retry import Backoff
 from .tasks import P, R, Task, UniqueKey
 
@@ -55,6 +58,7 @@ class App:
         pool_size: int = 4,
         connect_timeout: int = 10,
         max_argument_bytes: int | None = MAX_ARGUMENT_BYTES,
+        retention: Retention | None = Retention(),  # noqa: B008  (immutable)
     ):
         self._dsn = dsn
         self.pool_size = pool_size
@@ -63,6 +67,9 @@ class App:
         self.max_argument_bytes = validation.max_argument_bytes(max_argument_bytes)
         self._schema_checked = False
         self.tasks: dict[str, Task[Any, Any]] = {}
+        self.schedules: dict[str, Schedule] = {}
+        # How long workers keep finished jobs (see pgq.retention); None: forever.
+        self.retention = retention_option(retention)
         # Where a fresh interpreter finds this App ("package.module:attr"), as job
         # processes must (worker isolation="process"); load_app records it.
         self.import_spec: str | None = None
@@ -124,6 +131,52 @@ class App:
 
         return register(func) if func is not None else register
 
+    def periodic(
+        self,
+        cron: str,
+        *,
+        timezone: str | tzinfo = "UTC",
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        max_delay: float | timedelta | str | None = None,
+    ) -> Callable[[Task[P, R]], Task[P, R]]:
+        """Enqueue a task on a cron schedule: ``@app.periodic(cron="*/5 * * * *")``
+        above ``@app.task``. Workers enqueue one job per tick, whatever their number.
+
+        ``cron``: 5 fields (minute hour day-of-month month day-of-week), 6 with
+        seconds first, or a nickname (``@hourly``, ``@daily``...), read in
+        ``timezone`` (an IANA name). ``args``/``kwargs`` are the jobs' arguments.
+        ``name`` (default: the task's name) identifies the schedule; a task with
+        several schedules needs one per schedule. After downtime the latest
+        missed tick gets one job, unless it is older than ``max_delay``.
+        """
+        periodic.cron_expression(cron)  # a bad expression or zone fails here, before the task
+        periodic.time_zone(timezone)
+
+        def declare(task: Task[P, R]) -> Task[P, R]:
+            schedule = Schedule.declare(
+                task,
+                cron=cron,
+                timezone=timezone,
+                args=args,
+                kwargs=kwargs,
+                name=name,
+                max_delay=max_delay,
+            )
+            if schedule.task.app is not self:
+                raise InvalidOptions(f"task {schedule.task.name!r} belongs to another App")
+            existing = self.schedules.get(schedule.name)
+            if existing is not None and existing != schedule:
+                raise InvalidOptions(
+                    f"a different schedule is already declared as {schedule.name!r}: "
+                    "give each schedule of a task its own name="
+                )
+            self.schedules[schedule.name] = schedule
+            return task
+
+        return declare
+
     def get_task(self, name: str) -> Task[Any, Any]:
         try:
             return self.tasks[name]
@@ -145,7 +198,8 @@ class App:
                     timeout=self.connect_timeout,
                     kwargs={"connect_timeout": self.connect_timeout, "autocommit": True},
                     # A connection broken by a server restart is replaced, not handed out.
-                    check=ConnectionPool.check_connection,
+                    check=_check_unless_just_used,
+                    reset=_note_return,
                     open=True,
                     name="pgq",
                 )
@@ -162,7 +216,8 @@ class App:
                 max_size=self.pool_size,
                 timeout=self.connect_timeout,
                 kwargs={"connect_timeout": self.connect_timeout, "autocommit": True},
-                check=AsyncConnectionPool.check_connection,
+                check=_acheck_unless_just_used,
+                reset=_anote_return,
                 open=False,
                 name="pgq-async",
             )
@@ -315,3 +370,30 @@ class App:
 
     def task_names(self) -> Sequence[str]:
         return sorted(self.tasks)
+
+
+# Checking a pooled connection before handing it out costs a round trip, as much
+# as the enqueue itself; one returned to the pool a moment ago is known good.
+RECENTLY_USED = 1.0
+
+
+def _note_return(conn: psycopg.Connection[Any]) -> None:
+    conn._pgq_returned_at = time.monotonic()  # type: ignore[attr-defined]
+
+
+async def _anote_return(conn: psycopg.AsyncConnection[Any]) -> None:
+    conn._pgq_returned_at = time.monotonic()  # type: ignore[attr-defined]
+
+
+def _just_used(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
+    return time.monotonic() - getattr(conn, "_pgq_returned_at", -RECENTLY_USED) < RECENTLY_USED
+
+
+def _check_unless_just_used(conn: psycopg.Connection[Any]) -> None:
+    if not _just_used(conn):
+        ConnectionPool.check_connection(conn)
+
+
+async def _acheck_unless_just_used(conn: psycopg.AsyncConnection[Any]) -> None:
+    if not _just_used(conn):
+        await AsyncConnectionPool.check_connection(conn)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,11 +32,18 @@ class NewJob:
     delay: float = 0.0  # seconds from the database's now()
     unique_key: str | None = None
 
+    def params(self) -> dict[str, Any]:
+        # Not dataclasses.asdict: it deep-copies every value, a tenth of an enqueue.
+        return {name: getattr(self, name) for name in _NEW_JOB_FIELDS}
+
+
+_NEW_JOB_FIELDS = tuple(f.name for f in fields(NewJob))
+
 
 def insert_job(job: NewJob) -> Operation[dict[str, Any]]:
     """Insert one job, or return the live job that already holds its unique key."""
     while True:
-        rows = yield Query("insert_job", asdict(job))
+        rows = yield Query("insert_job", job.params())
         if rows:
             return rows[0]
         rows = yield Query("get_live_job_by_unique_key", {"unique_key": job.unique_key})
