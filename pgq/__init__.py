@@ -23,6 +23,7 @@ from .exceptions import (
     UnknownTask,
 )
 from .jobs import Job, JobStatus
+from .retention import Retention
 from .tasks import Task
 from .worker import Worker, WorkerConfig
 
@@ -44,6 +45,7 @@ __all__ = [
     "JobTimeout",
     "PermissionDenied",
     "PgqError",
+    "Retention",
     "Retry",
     "SchemaNotMigrated",
     "SchemaTooNew",

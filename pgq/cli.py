@@ -10,15 +10,17 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import click
 
-from . import db, grants, store
+from . import db, grants, store, validation
 from .app import App, resolve_dsn
-from .exceptions import PgqError, UnknownTask
+from .exceptions import InvalidOptions, PgqError, UnknownTask
 from .loading import load_app
+from .retention import FINISHED, MAX_BATCH_SIZE, Retention, prune_now
 from .tasks import Task
 from .worker import Worker, WorkerConfig
 
@@ -448,6 +450,73 @@ def cancel(context: Context, job_ids: tuple[str, ...]) -> None:
         raise PgqError(
             f"not cancelled (no such job, or already finished): {' '.join(map(str, skipped))}"
         )
+
+
+class Duration(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.2 on
+    """'90s', '15m', '12h', '7d', '2w', '1d12h', or seconds."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return validation.duration(value, "duration")
+        except InvalidOptions:
+            self.fail(f"{value!r} is not a duration > 0 such as 90s, 15m, 12h, 7d, 2w", param, ctx)
+
+
+@cli.command()
+@click.option(
+    "--app",
+    "app_spec",
+    envvar="PGQ_APP",
+    help="Apply this App's retention settings ('package.module:app', or $PGQ_APP).",
+)
+@click.option(
+    "--older-than",
+    type=Duration(),
+    help="Delete the finished jobs that finished longer ago than this ('12h', '7d', '2w', "
+    "or seconds), whatever the App's retention says.",
+)
+@click.option(
+    "--status",
+    "status_filter",
+    type=click.Choice(FINISHED),
+    help="With --older-than: only jobs of this status. Default: every finished status.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, MAX_BATCH_SIZE),
+    help="Rows deleted per statement. Default: the App's retention batch size, else 1000.",
+)
+@pass_context
+def prune(
+    context: Context,
+    app_spec: str | None,
+    older_than: timedelta | None,
+    status_filter: str | None,
+    batch_size: int | None,
+) -> None:
+    """Delete old finished jobs now, in small batches that never block workers
+    (workers do it on their own every few minutes; see the README's Retention)."""
+    if older_than is None and app_spec is None:
+        raise click.UsageError(
+            "pass --older-than DURATION, or --app MODULE:APP to apply its retention"
+        )
+    if status_filter is not None and older_than is None:
+        raise click.UsageError("--status goes with --older-than")
+    app = context.client(app_spec)
+    configured = app.retention
+    if older_than is not None:
+        statuses = (status_filter,) if status_filter else FINISHED
+        size = batch_size or (configured.batch_size if configured else 1000)
+        retention = Retention.older_than(older_than, statuses, size)
+    elif configured is None:
+        raise PgqError(
+            "this App keeps finished jobs forever (retention=None): pass --older-than to prune"
+        )
+    else:
+        retention = replace(configured, batch_size=batch_size or configured.batch_size)
+    click.echo(prune_now(app.dsn, retention))
 
 
 @cli.command()

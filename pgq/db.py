@@ -8,7 +8,7 @@ kind of connection.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -50,14 +50,6 @@ class Query:
 
 
 @dataclass(frozen=True)
-class Copy:
-    """COPY these rows with the named ``COPY ... FROM STDIN`` statement."""
-
-    name: str
-    rows: Sequence[Sequence[Any]]
-
-
-@dataclass(frozen=True)
 class Script:
     """Run a whole SQL file shipped with pgq (a migration); no parameters."""
 
@@ -65,7 +57,7 @@ class Script:
     text: LiteralString
 
 
-Step = Query | Copy | Script
+Step = Query | Script
 Operation = Generator[Step, Rows, T]
 
 # SQLSTATEs that mean "the schema pgq expects is not there".
@@ -218,11 +210,6 @@ def _execute(cursor: psycopg.Cursor[DictRow], step: Step) -> Rows:
     if isinstance(step, Script):
         cursor.execute(step.text)
         return []
-    if isinstance(step, Copy):
-        with cursor.copy(QUERIES[step.name]) as copy:
-            for row in step.rows:
-                copy.write_row(row)
-        return []
     cursor.execute(QUERIES[step.name], step.params, prepare=step.prepare)
     return cursor.fetchall() if cursor.description is not None else []
 
@@ -230,11 +217,6 @@ def _execute(cursor: psycopg.Cursor[DictRow], step: Step) -> Rows:
 async def _aexecute(cursor: psycopg.AsyncCursor[DictRow], step: Step) -> Rows:
     if isinstance(step, Script):
         await cursor.execute(step.text)
-        return []
-    if isinstance(step, Copy):
-        async with cursor.copy(QUERIES[step.name]) as copy:
-            for row in step.rows:
-                await copy.write_row(row)
         return []
     await cursor.execute(QUERIES[step.name], step.params, prepare=step.prepare)
     return await cursor.fetchall() if cursor.description is not None else []

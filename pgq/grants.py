@@ -24,17 +24,20 @@ PRODUCER: tuple[sql.SQL, ...] = (
     sql.SQL("GRANT USAGE ON SCHEMA pgq TO {role}"),
     sql.SQL("GRANT SELECT ON pgq.migrations TO {role}"),  # the schema check on first use
     sql.SQL("GRANT SELECT, INSERT ON pgq.jobs TO {role}"),
-    sql.SQL("GRANT USAGE ON SEQUENCE pgq.jobs_id_seq TO {role}"),  # ids for delay_many's COPY
+    sql.SQL("GRANT USAGE ON SEQUENCE pgq.jobs_id_seq TO {role}"),  # ids for the jobs it inserts
     sql.SQL("GRANT SELECT ON pgq.workers TO {role}"),
 )
 
 # A producer's rights (tasks enqueue too), plus claiming and finishing jobs and
-# keeping pgq.workers: registration, heartbeats, recovering dead workers' jobs.
-# Never DELETE or TRUNCATE on jobs, nothing on migrations beyond reading it.
+# keeping pgq.workers: registration, heartbeats, recovering dead workers' jobs;
+# and enqueueing the ticks of periodic schedules. Never DELETE or TRUNCATE on
+# jobs (so such a worker does not prune: see pgq.retention), nothing on
+# migrations beyond reading it.
 WORKER: tuple[sql.SQL, ...] = (
     *PRODUCER,
     sql.SQL("GRANT UPDATE ON pgq.jobs TO {role}"),
     sql.SQL("GRANT INSERT, UPDATE, DELETE ON pgq.workers TO {role}"),
+    sql.SQL("GRANT SELECT, INSERT, UPDATE ON pgq.schedules TO {role}"),  # periodic jobs
 )
 
 PRIVILEGES: dict[Kind, tuple[sql.SQL, ...]] = {"producer": PRODUCER, "worker": WORKER}

@@ -226,6 +226,9 @@ class Scheduler:
                     logger.warning("periodic: %s; trying again in %.0fs", exc or "no answer", delay)
                     await self.close()
                     wait, delay = delay, min(delay * 2, RETRY_DELAYS[1])
+                except Exception:  # a bug: keep the other services and schedules going
+                    logger.exception("periodic: unexpected error; trying again in %.0fs", delay)
+                    wait, delay = delay, min(delay * 2, RETRY_DELAYS[1])
                 await asyncio.sleep(wait)
         finally:
             await self.close()
@@ -244,7 +247,12 @@ class Scheduler:
             handled = self._handled.get(schedule.name)
             if tick is None or (handled is not None and tick <= handled):
                 continue
-            await self._enqueue(conn, schedule, tick, now)
+            try:
+                await self._enqueue(conn, schedule, tick, now)
+            except (DatabaseError, psycopg.Error, OSError):
+                raise  # the connection or the database: the whole pass is tried again
+            except Exception:  # this job could not be built (a unique= function that raised)
+                logger.exception("schedule=%s tick=%s skipped", schedule.name, tick.isoformat())
             self._handled[schedule.name] = tick
         upcoming = [t for s in self.schedules if (t := s.next_tick(now)) is not None]
         if not upcoming:
@@ -256,12 +264,14 @@ class Scheduler:
     ) -> None:
         late = (now - tick).total_seconds()
         if schedule.max_delay is not None and now - tick > schedule.max_delay:
-            logger.info(
-                "schedule=%s tick=%s skipped: %.0fs late, over its max_delay",
-                schedule.name,
-                tick.isoformat(),
-                late,
-            )
+            # Moved to without a job, so that one worker (not each) says so.
+            if await db.arun(conn, store.skip_tick(schedule.row, tick)):
+                logger.warning(
+                    "schedule=%s tick=%s skipped: %.0fs late, over its max_delay",
+                    schedule.name,
+                    tick.isoformat(),
+                    late,
+                )
             return
         with db.translated_errors():
             async with conn.transaction():

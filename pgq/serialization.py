@@ -26,10 +26,14 @@ def add_argument_check(check: ArgumentCheck) -> None:
 _NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
+# One encoder for every call: json.dumps() with options builds a new one each time.
+_encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+
+
 def _dumps(value: Any) -> str:
     """Compact JSON, ASCII only (so its length is its size in bytes)."""
     try:
-        text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+        text = _encode(value)
     except RecursionError:
         raise ValueError("is nested too deeply") from None
     # Valid JSON that PostgreSQL's jsonb refuses. Both checks are cheap misses

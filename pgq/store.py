@@ -6,14 +6,15 @@ so the sync and async APIs share every line of logic here.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from .db import Copy, Operation, Query, Rows
+from .db import Operation, Query, Rows
 from .exceptions import JobNotFound
 from .retry import Outcome
 
@@ -53,29 +54,29 @@ def insert_job(job: NewJob) -> Operation[dict[str, Any]]:
 
 
 def insert_jobs(jobs: Sequence[NewJob]) -> Operation[list[int]]:
-    """COPY many jobs in; one NOTIFY per queue. Returns their ids in order."""
+    """Insert many jobs in one statement; one NOTIFY per queue. Returns their ids in order."""
     if not jobs:
         return []
-    reserved = yield Query("reserve_job_ids", {"count": len(jobs)})
-    ids = [row["id"] for row in reserved]
-    now: datetime = reserved[0]["now"]
-    if any(job.run_at is not None or job.delay for job in jobs):
-        rows: list[tuple[Any, ...]] = [
-            (*_copy_row(job_id, job), job.run_at or now + timedelta(seconds=job.delay))
-            for job_id, job in zip(ids, jobs, strict=True)
-        ]
-        yield Copy("copy_scheduled_jobs", rows)
-    else:
-        yield Copy(
-            "copy_jobs", [_copy_row(job_id, job) for job_id, job in zip(ids, jobs, strict=True)]
-        )
-    for queue in sorted({job.queue for job in jobs}):
-        yield Query("notify_queue", {"queue": queue})
-    return ids
+    rows = yield Query(
+        "insert_jobs", {"jobs": "[" + ",".join(map(_json_job, jobs)) + "]"}, prepare=False
+    )
+    return list(rows[0]["ids"])
 
 
-def _copy_row(job_id: int, job: NewJob) -> tuple[Any, ...]:
-    return (job_id, job.queue, job.task, job.args, job.kwargs, job.priority, job.max_attempts)
+@functools.lru_cache(maxsize=256)  # a batch repeats one queue and task name
+def _json_text(text: str) -> str:
+    return json.dumps(text)
+
+
+def _json_job(job: NewJob) -> str:
+    # args and kwargs are JSON text already (encoded and checked on enqueue).
+    return (
+        f'{{"queue":{_json_text(job.queue)},"task":{_json_text(job.task)},'
+        f'"args":{job.args},"kwargs":{job.kwargs},"priority":{job.priority},'
+        f'"max_attempts":{job.max_attempts},'
+        f'"run_at":{json.dumps(job.run_at.isoformat()) if job.run_at else "null"},'
+        f'"delay":{float(job.delay)!r}}}'
+    )
 
 
 def get_job(job_id: int) -> Operation[dict[str, Any]]:
@@ -260,6 +261,11 @@ def enqueue_tick(
     row = yield from insert_job(job)  # with a unique key: maybe the live job that holds it
     yield Query("record_schedule_job", {"name": schedule.name, "job_id": row["id"]})
     return row
+
+
+def skip_tick(schedule: ScheduleRow, tick: datetime) -> Operation[bool]:
+    """Move the schedule to ``tick`` with no job; False if another worker did."""
+    return bool((yield Query("claim_schedule_tick", {**asdict(schedule), "tick": tick})))
 
 
 def list_schedules() -> Operation[Rows]:

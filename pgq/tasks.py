@@ -155,7 +155,7 @@ class Task(Generic[P, R]):
         return Job.from_row(row, self.app)
 
     def delay_many(self, calls: Iterable[Sequence[Any] | Mapping[str, Any]]) -> list[int]:
-        """Queue many runs at once (COPY); returns the new job ids in order.
+        """Queue many runs at once (one statement); returns the new job ids in order.
 
         Each item is a tuple of positional arguments or a dict of keyword ones.
         """
@@ -169,7 +169,7 @@ class Task(Generic[P, R]):
     def _bulk_operation(self, jobs: list[store.NewJob]) -> db.Operation[list[int]]:
         if self.unique is False:
             return store.insert_jobs(jobs)
-        return _insert_each(jobs)  # unique keys need ON CONFLICT, which COPY lacks
+        return _insert_each(jobs)  # each unique key may meet a live job
 
 
 def _insert_each(jobs: list[store.NewJob]) -> db.Operation[list[int]]:
