@@ -190,6 +190,7 @@ def test_grant_print__quotes_the_role_as_an_identifier_without_a_database(
         f"GRANT SELECT ON pgq.workers TO {quoted};",
         f"GRANT UPDATE ON pgq.jobs TO {quoted};",
         f"GRANT INSERT, UPDATE, DELETE ON pgq.workers TO {quoted};",
+        f"GRANT SELECT, INSERT, UPDATE ON pgq.schedules TO {quoted};",
     ]
     code, out, _ = run_cli(capsys, "grant", "web", "--producer", "--print")
     assert code == 0

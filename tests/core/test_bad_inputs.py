@@ -24,6 +24,7 @@ import pgq
 from pgq import store
 from pgq.app import MAX_ARGUMENT_BYTES
 from pgq.cli import main
+from pgq.migrate import all_migrations
 from tests import tasks
 from tests.conftest import ROOT, create_database, dsn_with_dbname, pgq_command, subprocess_env
 from tests.roles import login_role
@@ -467,16 +468,18 @@ def test_database__without_the_schema_says_run_pgq_migrate(
         assert conn.execute("SELECT to_regnamespace('pgq') IS NULL").fetchone() == (True,)
 
 
+OURS = len(all_migrations())
+NEWER_MIGRATION = f"{OURS + 1:04d}_from_a_newer_pgq"
 NEWER = (
-    "the database schema is at version 2, newer than this pgq (1): upgrade pgq "
-    "(unknown migration(s): 0002_from_a_newer_pgq)"
+    f"the database schema is at version {OURS + 1}, newer than this pgq ({OURS}): upgrade pgq "
+    f"(unknown migration(s): {NEWER_MIGRATION})"
 )
 
 
 @pytest.fixture
 def newer_schema(dsn: str, conn: Conn) -> Iterator[Conn]:
     """The database as a newer pgq left it: one migration this code does not know."""
-    conn.execute("INSERT INTO pgq.migrations (name) VALUES ('0002_from_a_newer_pgq')")
+    conn.execute("INSERT INTO pgq.migrations (name) VALUES (%s)", (NEWER_MIGRATION,))
     tasks.app.configure(dsn=dsn)
     before = snapshot(conn)
     try:

@@ -18,6 +18,7 @@ from pgq.exceptions import InvalidOptions
 from pgq.periodic import Scheduler
 from pgq_django import DjangoTask, periodic, task
 from pgq_django import app as project_app
+from pgq_django.conf import SettingsError, read_settings
 from pgq_django.worker import worker_app
 
 UTC = timezone.utc
@@ -153,3 +154,17 @@ def test_pgq_prune__errors_are_one_line() -> None:
         prune()
     assert str(raised.value).startswith("this App keeps finished jobs forever")
     assert raised.value.returncode == 1
+
+
+def test_retention_setting__every_problem_is_reported() -> None:
+    with pytest.raises(SettingsError) as raised:
+        read_settings({"RETENTION": {"SUCCEEDED": "soon", "BATCH_SIZE": 0, "KEEP": 1}})
+    assert raised.value.problems == [
+        "PGQ['RETENTION']['SUCCEEDED'] must be a positive duration (a timedelta, seconds, or "
+        "text such as '90s', '15m', '12h', '7d', '2w'), got 'soon'",
+        "PGQ['RETENTION']['BATCH_SIZE'] must be an integer from 1 to 100,000, got 0",
+        "PGQ['RETENTION'] has an unknown key 'KEEP' (known: SUCCEEDED, CANCELLED, FAILED, "
+        "RESULTS, INTERVAL, BATCH_SIZE)",
+    ]
+    with pytest.raises(SettingsError, match=r"PGQ\['RETENTION'\] must be a dict or None"):
+        read_settings({"RETENTION": "1d"})
