@@ -141,6 +141,8 @@ class Executor:
         context = contextvars.copy_context()
         future = loop.run_in_executor(self._threads, context.run, self._call, task, running)
         timeout = self._timeout(task)
+        if timeout is None:
+            return await future
         done, _ = await asyncio.wait({future}, timeout=timeout)
         if done:
             return future.result()
