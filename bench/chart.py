@@ -23,12 +23,13 @@ COLORS = {
     REFERENCE: "#9e9e9e",
     "procrastinate": "#dd6b20",
     "pgqueuer": "#38a169",
+    "django-tasks-db": "#805ad5",
 }
 
 
 def _systems(results: Sequence[Mapping[str, Any]]) -> list[str]:
     present = dict.fromkeys(r["system"] for r in results)
-    order = [SUBJECT, REFERENCE, "procrastinate", "pgqueuer"]
+    order = [SUBJECT, REFERENCE, "procrastinate", "pgqueuer", "django-tasks-db"]
     return [s for s in order if s in present] + [s for s in present if s not in order]
 
 
@@ -86,6 +87,8 @@ def draw(report: Mapping[str, Any], path: Path) -> None:
         }
         _bars(throughput, scenarios, series, spans, COLORS)
         throughput.set_yscale("log")
+        bottom, top = throughput.get_ylim()
+        throughput.set_ylim(bottom, top * 3)  # room for the labels
         throughput.set_ylabel("jobs/s (log scale)")
         throughput.set_title("Throughput, each system's best setting (median, min-max)")
         throughput.legend(loc="upper right", fontsize=8)
@@ -105,6 +108,7 @@ def draw(report: Mapping[str, Any], path: Path) -> None:
             m.split("_")[0]: [best[(scenario, s)]["metrics"][m] for s in names] for m in metrics
         }
         _bars(axes, names, series)
+        axes.set_ylim(0, axes.get_ylim()[1] * 1.2)  # room for the labels
         axes.set_ylabel(unit)
         axes.legend(fontsize=8)
         axes.grid(axis="y", alpha=0.3)

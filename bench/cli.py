@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import RESULTS_DIR, BenchError
-from .config import QUICK_SIZES, SCENARIOS, SYSTEMS, BenchConfig, Sizes
+from .config import DEFAULT_SYSTEMS, QUICK_SIZES, SCENARIOS, SYSTEMS, BenchConfig, Sizes
 from .report import format_table, save
 from .runner import run
 
@@ -80,15 +80,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--systems",
         type=_names(SYSTEMS),
-        default=SYSTEMS,
-        help=f"Comma-separated systems to run (default: {','.join(SYSTEMS)}). The peers "
-        "are installed into bench/.venv-peers on first use.",
+        default=DEFAULT_SYSTEMS,
+        help=f"Comma-separated systems to run, of {', '.join(SYSTEMS)} (default: "
+        f"{','.join(DEFAULT_SYSTEMS)}). The peers are installed into bench/.venv-peers "
+        "on first use.",
     )
     p.add_argument(
         "--bulk-batch",
         type=int,
         default=10_000,
-        help="Jobs per delay_many()/COPY call (default 10000).",
+        help="Jobs per bulk call (default 10000).",
     )
     p.add_argument(
         "--concurrency",

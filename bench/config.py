@@ -15,7 +15,10 @@ SCENARIOS = (
     "drain_history",
     "memory",
 )
-SYSTEMS = ("pgq", "ceiling", "procrastinate", "pgqueuer")
+SYSTEMS = ("pgq", "ceiling", "procrastinate", "pgqueuer", "django-tasks-db")
+# django-tasks-db runs one job at a time per worker: at the default sizes it alone
+# would take longer than the rest together, so it is run on request (--systems).
+DEFAULT_SYSTEMS = SYSTEMS[:4]
 PEERS_VENV = Path(__file__).resolve().parent / ".venv-peers"
 
 
@@ -29,7 +32,7 @@ class Sizes:
     drain: int = 20_000
     drain_4proc: int = 20_000
     latency: int = 200
-    drain_history: int = 10_000
+    drain_history: int = 5_000
     history: int = 1_000_000
     memory: int = 100_000
 
@@ -81,7 +84,7 @@ class BenchConfig:
     processes: int = 4
     latency_pause: float = 0.02
     scenarios: tuple[str, ...] = SCENARIOS
-    systems: tuple[str, ...] = SYSTEMS
+    systems: tuple[str, ...] = DEFAULT_SYSTEMS
     peers_venv: Path = PEERS_VENV
     dsn: str | None = None
     output: Path | None = None

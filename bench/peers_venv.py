@@ -1,4 +1,4 @@
-"""The peers' own virtualenv: Procrastinate and PgQueuer are installed there,
+"""The peers' own virtualenv: Procrastinate, PgQueuer and django-tasks-db are installed there,
 never in the project's environment, and the bench process never imports them.
 
 Created on first use with ``python -m venv`` and pip; recreated when the
@@ -14,8 +14,16 @@ from pathlib import Path
 
 from . import BenchError
 
-REQUIREMENTS = ("procrastinate>=3,<4", "pgqueuer>=1,<2", "asyncpg", "psycopg[binary]")
-DISTRIBUTIONS = ("procrastinate", "pgqueuer", "asyncpg", "psycopg")
+REQUIREMENTS = (
+    "procrastinate>=3,<4",
+    "pgqueuer>=1,<2",
+    "asyncpg",
+    "psycopg[binary]",
+    # django-tasks-db (run on request), with Django and django.tasks' backport.
+    "django-tasks-db",
+    "django-tasks",
+)
+DISTRIBUTIONS = ("procrastinate", "pgqueuer", "asyncpg", "psycopg", "django-tasks-db", "django")
 _MARKER = "bench-requirements.json"
 
 

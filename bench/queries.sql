@@ -129,3 +129,30 @@ SELECT g, event.status::pgqueuer_status, 0, 'noop', true,
 FROM generate_series(1, %(count)s) AS g
 CROSS JOIN (VALUES ('queued', interval '0'), ('picked', interval '1 millisecond'),
                    ('successful', interval '2 milliseconds')) AS event(status, offset_);
+
+-- django-tasks-db's table (django-tasks-db 0.13): a task result row keeps its
+-- final status and its started_at / finished_at.
+
+-- name: django_tasks_db_count_jobs
+SELECT count(*) AS count FROM django_tasks_database_dbtaskresult;
+
+-- name: django_tasks_db_count_finished
+SELECT count(*) AS count FROM django_tasks_database_dbtaskresult WHERE status = 'SUCCESSFUL';
+
+-- name: django_tasks_db_drain_timing
+SELECT count(*) AS finished,
+       EXTRACT(EPOCH FROM max(finished_at) - min(started_at))::float8 AS seconds
+FROM django_tasks_database_dbtaskresult
+WHERE status = 'SUCCESSFUL' AND started_at >= %(since)s;
+
+-- name: django_tasks_db_fill_history
+INSERT INTO django_tasks_database_dbtaskresult (
+    id, status, args_kwargs, priority, task_path, queue_name, backend_name, run_after,
+    enqueued_at, started_at, finished_at, return_value, exception_class_path, traceback,
+    worker_ids)
+SELECT gen_random_uuid(), 'SUCCESSFUL', jsonb_build_object('args', jsonb_build_array(g),
+       'kwargs', '{}'::jsonb), 0, 'bench.peers.django_tasks_app.noop', 'default', 'default',
+       '9999-01-01 00:00:00+00', t, t, t + interval '1 millisecond', 'null', '', '',
+       '["bench"]'
+FROM generate_series(1, %(count)s) AS g
+CROSS JOIN LATERAL (SELECT now() - interval '2 days' + g * interval '10 milliseconds') AS at(t);

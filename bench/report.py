@@ -11,7 +11,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import RESULTS_DIR
 from .adapters import REFERENCE, SUBJECT
+from .config import Sizes
 from .scenarios import PRIMARY, Case, Sample
 
 NOTES = """\
@@ -181,7 +183,7 @@ CASE_HEADERS = [
     "min-max",
     "wall jobs/s",
     "CPU us/job",
-    "",
+    "best",
 ]
 CASE_NUMERIC = {3, 5, 6, 7, 8}
 
@@ -299,6 +301,25 @@ def _latency_memory_rows(results: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _sizes_line(config: Mapping[str, Any]) -> str:
+    sizes = config["sizes"]
+    reduced = any(sizes[name] < getattr(Sizes(), name) for name in sizes)
+    parts = [
+        f"{name} {sizes[name]:,}"
+        for name in sizes
+        if name != "history" and name in config["scenarios"]
+    ]
+    history = (
+        f"; history {sizes['history']:,} finished jobs"
+        if "drain_history" in config["scenarios"]
+        else ""
+    )
+    return (
+        f"Jobs per run{' (reduced sizes)' if reduced else ''}: {', '.join(parts)}{history}; "
+        f"bulk calls of {config['bulk_batch']:,}."
+    )
+
+
 def format_markdown(report: Mapping[str, Any], chart: str | None = None) -> str:
     machine = report["machine"]
     postgres = machine["postgres"]
@@ -319,6 +340,8 @@ def format_markdown(report: Mapping[str, Any], chart: str | None = None) -> str:
         f"fsync={postgres['fsync']}, synchronous_commit={postgres['synchronous_commit']}, "
         f"wal_sync_method={postgres['wal_sync_method']}, "
         f"shared_buffers={postgres['shared_buffers']}.",
+        "",
+        _sizes_line(config),
         "",
         f"{config['runs']} run(s) per case ({config['memory_runs']} for memory), interleaved; "
         f"median, with min-max over the runs. Took {report['duration_seconds'] / 60:.0f} min. "
@@ -354,3 +377,16 @@ def save(report: Mapping[str, Any], directory: Path) -> list[Path]:
         chart = png_path.name
     md_path.write_text(format_markdown(report, chart), encoding="utf-8")
     return [*written, md_path]
+
+
+def main(argv: Sequence[str]) -> int:
+    """``python -m bench.report [latest.json]``: write the Markdown and the chart
+    again from saved results (after a change to this module or to the chart)."""
+    path = Path(argv[0]) if argv else RESULTS_DIR / "latest.json"
+    for written in save(json.loads(path.read_text(encoding="utf-8")), path.parent):
+        print(f"wrote {written}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -4,7 +4,7 @@ An adapter knows how to install one queue system in an empty database, how to
 enqueue no-op jobs with it and how to start its workers; the scenarios
 (``bench.scenarios``) own the databases, the repetitions and the checks.
 pgq and the ceiling run in the bench process; a peer (Procrastinate,
-PgQueuer) runs its driver scripts and workers with the peers' own virtualenv
+PgQueuer, django-tasks-db) runs its driver scripts and workers with the peers' own virtualenv
 (``bench/peers/``, ``bench/peers_venv.py``) and is never imported here.
 
 Every adapter times its own work (connections are opened before the clock
@@ -111,15 +111,22 @@ def _pgqueuer(config: BenchConfig) -> Adapter:
     return PgQueuerAdapter(config)
 
 
+def _django_tasks_db(config: BenchConfig) -> Adapter:
+    from .peers import DjangoTasksDbAdapter
+
+    return DjangoTasksDbAdapter(config)
+
+
 # The system under test, and the one every other is compared with.
 SUBJECT = "pgq"
 REFERENCE = "ceiling"
 # Systems that run from the peers' virtualenv.
-PEERS = ("procrastinate", "pgqueuer")
+PEERS = ("procrastinate", "pgqueuer", "django-tasks-db")
 
 ADAPTERS: dict[str, Callable[[BenchConfig], Adapter]] = {
     SUBJECT: _pgq,
     REFERENCE: _ceiling,
     "procrastinate": _procrastinate,
     "pgqueuer": _pgqueuer,
+    "django-tasks-db": _django_tasks_db,
 }

@@ -178,4 +178,31 @@ class PgQueuerAdapter(PeerAdapter):
         ]
 
 
-__all__ = ["PgQueuerAdapter", "ProcrastinateAdapter"]
+class DjangoTasksDbAdapter(PeerAdapter):
+    """django-tasks-db's ``django-admin db_worker`` (``--batch`` for a drain): one
+    job at a time per process, polling every ``--interval`` seconds (default 1)
+    when idle; no LISTEN/NOTIFY."""
+
+    name = "django-tasks-db"
+    driver = "django_tasks_db_driver.py"
+    tables = Tables("django_tasks_db_")
+    history_key = "django-tasks-db"
+
+    def drain_modes(self, processes: int) -> Sequence[DrainMode]:
+        return [DrainMode(_times(processes, "1 at a time"), 1, processes=processes)]
+
+    def serve_mode(self) -> DrainMode:
+        return DrainMode("interval=1s (default)", 1)
+
+    def task(self, mode: DrainMode) -> str:
+        return "noop"
+
+    def worker_command(self, mode: DrainMode, *, burst: bool) -> list[str]:
+        return [
+            *(str(self.bin / "django-admin"), "db_worker", "--verbosity", "0"),
+            *("--settings", "bench.peers.django_settings", "--no-startup-delay"),
+            *(["--batch"] if burst else []),
+        ]
+
+
+__all__ = ["DjangoTasksDbAdapter", "PgQueuerAdapter", "ProcrastinateAdapter"]
