@@ -100,8 +100,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--async-concurrency",
         type=_int_list_or_none,
-        default=(50,),
-        help="Worker concurrencies to drain an async task with (default 50; 'none' to skip).",
+        default=(200,),
+        help="Worker concurrencies to drain an async task with (default 200; 'none' to skip).",
     )
     p.add_argument(
         "--ceiling-batches",

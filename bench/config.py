@@ -79,7 +79,7 @@ class BenchConfig:
     sizes: Sizes = field(default_factory=Sizes)
     bulk_batch: int = 10_000
     concurrency: tuple[int, ...] = (10, 50)
-    async_concurrency: tuple[int, ...] = (50,)
+    async_concurrency: tuple[int, ...] = (200,)
     ceiling_batches: tuple[int, ...] = (1, 100)
     processes: int = 4
     latency_pause: float = 0.02
