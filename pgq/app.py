@@ -16,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from . import db, periodic, store, validation
 from .exceptions import ConfigurationError, DatabaseUnavailable, InvalidOptions, UnknownTask
+from .hooks import AfterTask, BeforeTask, Hooks, OnFailure, checked
 from .jobs import Job
 from .migrate import check_schema
 from .periodic import Schedule
@@ -26,9 +27,17 @@ from .tasks import P, R, Task, UniqueKey
 T = TypeVar("T")
 
 DSN_VARIABLES = ("PGQ_DSN", "DATABASE_URL")
+LISTEN_DSN_VARIABLE = "PGQ_LISTEN_DSN"
 # A job row is read whole by every claim and every admin page; payloads larger
 # than this belong in storage of their own, passed by reference.
 MAX_ARGUMENT_BYTES = 1024 * 1024
+
+
+class _Unset:
+    """A keyword argument not passed (None has a meaning of its own)."""
+
+
+UNSET = _Unset()
 
 
 def resolve_dsn(dsn: str | None = None) -> str:
@@ -46,6 +55,12 @@ class App:
 
     Building an App is cheap and connects to nothing: connections open on first
     use, so an App can be made at import time (before Django settings exist).
+
+    ``listen_dsn`` (else ``$PGQ_LISTEN_DSN``, else ``dsn``): where workers LISTEN
+    for new jobs. Give one when ``dsn`` goes through a pooler in transaction mode
+    (PgBouncer), which cannot carry a LISTEN: a direct connection to the same
+    database. ``dsn`` is then treated as pooled: no statement is prepared on
+    the server (a pooler hands each transaction to any server connection).
     """
 
     # What ``@app.task`` builds; a subclass of Task may add calling conventions.
@@ -55,12 +70,16 @@ class App:
         self,
         dsn: str | None = None,
         *,
+        listen_dsn: str | None = None,
         pool_size: int = 4,
         connect_timeout: int = 10,
         max_argument_bytes: int | None = MAX_ARGUMENT_BYTES,
         retention: Retention | None = Retention(),  # noqa: B008  (immutable)
     ):
         self._dsn = dsn
+        if listen_dsn:
+            db.check_dsn(listen_dsn)
+        self._listen_dsn = listen_dsn
         self.pool_size = pool_size
         self.connect_timeout = connect_timeout
         # The JSON of one call's arguments, args and kwargs together; None: no limit.
@@ -73,6 +92,8 @@ class App:
         # Where a fresh interpreter finds this App ("package.module:attr"), as job
         # processes must (worker isolation="process"); load_app records it.
         self.import_spec: str | None = None
+        # Functions run around each job in the worker (see pgq.hooks).
+        self.hooks = Hooks()
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
         self._apool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
         self._apool_loop: asyncio.AbstractEventLoop | None = None
@@ -82,10 +103,25 @@ class App:
     def dsn(self) -> str:
         return resolve_dsn(self._dsn)
 
-    def configure(self, *, dsn: str | None) -> None:
+    @property
+    def listen_dsn(self) -> str:
+        return self._separate_listen_dsn() or self.dsn
+
+    @property
+    def pooled(self) -> bool:
+        """True when ``dsn`` goes through a transaction-mode pooler (a separate
+        listen DSN says so): statements are then never prepared on the server."""
+        listen_dsn = self._separate_listen_dsn()
+        return listen_dsn is not None and listen_dsn != self.dsn
+
+    def _separate_listen_dsn(self) -> str | None:
+        return self._listen_dsn or os.environ.get(LISTEN_DSN_VARIABLE) or None
+
+    def configure(self, *, dsn: str | None, listen_dsn: str | None = None) -> None:
         """Point the App at another database; open connections are closed."""
         self.close()
         self._dsn = dsn
+        self._listen_dsn = listen_dsn
         self._schema_checked = False
 
     # Registry.
@@ -177,6 +213,25 @@ class App:
 
         return declare
 
+    # Hooks: run by workers around each job, where the task runs (see pgq.hooks).
+
+    def before_task(self, function: BeforeTask) -> BeforeTask:
+        """``@app.before_task``: ``function(job)`` before each job's task runs."""
+        self.hooks.before.append(checked(function))
+        return function
+
+    def after_task(self, function: AfterTask) -> AfterTask:
+        """``@app.after_task``: ``function(job, status, exc)`` after each attempt;
+        ``status`` is what the attempt led to, ``exc`` None unless it raised."""
+        self.hooks.after.append(checked(function))
+        return function
+
+    def on_failure(self, function: OnFailure) -> OnFailure:
+        """``@app.on_failure``: ``function(job, exc, status)`` when an attempt raises;
+        ``status`` QUEUED means it will be retried, FAILED that it will not."""
+        self.hooks.failure.append(checked(function))
+        return function
+
     def get_task(self, name: str) -> Task[Any, Any]:
         try:
             return self.tasks[name]
@@ -185,6 +240,12 @@ class App:
             raise UnknownTask(f"unknown task {name!r} (registered: {known})") from None
 
     # Connections.
+
+    def _connection_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {"connect_timeout": self.connect_timeout, "autocommit": True}
+        if self.pooled:
+            options["prepare_threshold"] = db.NEVER_PREPARE
+        return options
 
     def _get_pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
         with self._lock:
@@ -196,7 +257,7 @@ class App:
                     min_size=1,
                     max_size=self.pool_size,
                     timeout=self.connect_timeout,
-                    kwargs={"connect_timeout": self.connect_timeout, "autocommit": True},
+                    kwargs=self._connection_options(),
                     # A connection broken by a server restart is replaced, not handed out.
                     check=_check_unless_just_used,
                     reset=_note_return,
@@ -215,7 +276,7 @@ class App:
                 min_size=1,
                 max_size=self.pool_size,
                 timeout=self.connect_timeout,
-                kwargs={"connect_timeout": self.connect_timeout, "autocommit": True},
+                kwargs=self._connection_options(),
                 check=_acheck_unless_just_used,
                 reset=_anote_return,
                 open=False,
@@ -278,27 +339,29 @@ class App:
         With ``atomic``, a connection in autocommit mode runs the statements in
         one transaction; any other is already inside its owner's transaction.
         """
+        prepare = False if self.pooled else None
         with self.connection(connection) as conn:
             if not self._schema_checked:
                 db.run(conn, check_schema())
                 self._schema_checked = True
             if not (atomic and conn.autocommit):
-                return db.run(conn, operation)
+                return db.run(conn, operation, prepare=prepare)
             with db.translated_errors(), conn.transaction():
-                return db.run(conn, operation)
+                return db.run(conn, operation, prepare=prepare)
 
     async def aexecute(
         self, operation: db.Operation[T], connection: Any = None, *, atomic: bool = False
     ) -> T:
+        prepare = False if self.pooled else None
         async with self.aconnection(connection) as conn:
             if not self._schema_checked:
                 await db.arun(conn, check_schema())
                 self._schema_checked = True
             if not (atomic and conn.autocommit):
-                return await db.arun(conn, operation)
+                return await db.arun(conn, operation, prepare=prepare)
             with db.translated_errors():
                 async with conn.transaction():
-                    return await db.arun(conn, operation)
+                    return await db.arun(conn, operation, prepare=prepare)
 
     def close(self) -> None:
         with self._lock:
@@ -353,6 +416,75 @@ class App:
             validation.task_name(task)
         rows = self.execute(store.list_jobs(status, queue, task, limit))
         return [Job.from_row(row, self) for row in rows]
+
+    # Queue control.
+
+    def pause_queue(self, queue: str, *, connection: Any = None) -> None:
+        """Workers claim nothing more from ``queue`` (from their next claim on);
+        jobs already running finish. Jobs can still be enqueued."""
+        self.execute(store.set_queue_paused(validation.queue_name(queue), True), connection)
+
+    def resume_queue(self, queue: str, *, connection: Any = None) -> None:
+        self.execute(store.set_queue_paused(validation.queue_name(queue), False), connection)
+
+    def limit_queue(
+        self,
+        queue: str,
+        *,
+        max_running: int | _Unset | None = UNSET,
+        rate_per_second: float | _Unset | None = UNSET,
+        connection: Any = None,
+    ) -> dict[str, Any]:
+        """Limit ``queue`` over all workers: at most ``max_running`` of its jobs
+        at once, at most ``rate_per_second`` started per second. None removes a
+        limit; a limit not passed stays as it is. Returns the queue's settings."""
+        name = validation.queue_name(queue)
+        running = None if isinstance(max_running, _Unset) else max_running
+        rate = None if isinstance(rate_per_second, _Unset) else rate_per_second
+        if running is not None and (
+            isinstance(running, bool) or not isinstance(running, int) or running < 0
+        ):
+            raise InvalidOptions(f"max_running must be an integer >= 0, got {running!r}")
+        if rate is not None and (
+            isinstance(rate, bool)
+            or not isinstance(rate, (int, float))
+            or not 0 < rate < float("inf")
+        ):
+            raise InvalidOptions(f"rate_per_second must be a number > 0, got {rate!r}")
+        operation = store.set_queue_limits(
+            name,
+            running,
+            None if rate is None else float(rate),
+            set_max_running=not isinstance(max_running, _Unset),
+            set_rate=not isinstance(rate_per_second, _Unset),
+        )
+        return self.execute(operation, connection)
+
+    def list_queues(self, *, connection: Any = None) -> list[dict[str, Any]]:
+        """Queues with settings or live jobs: name, paused, max_running,
+        rate_per_second, queued, running."""
+        return self.execute(store.list_queues(), connection)
+
+    def move_jobs(
+        self,
+        from_queue: str,
+        to_queue: str,
+        *,
+        task: str | None = None,
+        ids: Sequence[int] | None = None,
+        connection: Any = None,
+    ) -> list[int]:
+        """Move waiting jobs of ``from_queue`` (only those of ``task``, or with
+        these ``ids``, if given) to ``to_queue``; running jobs stay. Returns the
+        ids moved."""
+        source, target = validation.queue_name(from_queue), validation.queue_name(to_queue)
+        if task is not None:
+            validation.task_name(task)
+        if ids is not None:
+            ids = list(ids)
+            if any(isinstance(i, bool) or not isinstance(i, int) or i <= 0 for i in ids):
+                raise InvalidOptions("job ids are positive integers")
+        return self.execute(store.move_jobs(source, target, task, ids), connection)
 
     # Schema and worker.
 

@@ -16,15 +16,19 @@ from typing import Any
 
 import click
 
-from . import db, grants, store, validation
+from . import db, grants, logs, store, validation
 from .app import App, resolve_dsn
 from .exceptions import InvalidOptions, PgqError, UnknownTask
+from .jobs import format_progress
 from .loading import load_app
 from .retention import FINISHED, MAX_BATCH_SIZE, Retention, prune_now
+from .status import read_status, render
+from .status import table as text_table
+from .status import watch as watch_status
 from .tasks import Task
 from .worker import Worker, WorkerConfig
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+LOG_FORMAT = logs.TEXT_FORMAT
 
 
 class Context:
@@ -66,11 +70,18 @@ pass_context = click.make_pass_decorator(Context)
     default="info",
     show_default=True,
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(logs.FORMATS),
+    default="text",
+    show_default=True,
+    help="json: one JSON object per line, with job_id, task, attempt, status, duration_ms.",
+)
 @click.version_option(package_name="pgq-jobs", prog_name="pgq")
 @click.pass_context
-def cli(ctx: click.Context, dsn: str | None, debug: bool, log_level: str) -> None:
+def cli(ctx: click.Context, dsn: str | None, debug: bool, log_level: str, log_format: str) -> None:
     """pgq: a job queue that lives in PostgreSQL."""
-    logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
+    logs.configure(log_level.upper(), log_format)
     ctx.obj = Context(dsn)
 
 
@@ -151,6 +162,12 @@ def worker_options(function: Any) -> Any:
             type=click.FloatRange(min=0, min_open=True),
             help="Seconds a job may run when its task sets no timeout.",
         ),
+        click.option(
+            "--metrics-port",
+            type=click.IntRange(1, 65535),
+            help="Serve Prometheus metrics on this port at /metrics (with --processes P, "
+            "process i serves PORT+i). Needs pgq-jobs[metrics].",
+        ),
     ]
     for option in reversed(options):
         function = option(function)
@@ -195,11 +212,21 @@ def _run_one_worker(app: App, options: dict[str, Any]) -> int:
     envvar="PGQ_APP",
     help="The App to run, as 'package.module:app' (or $PGQ_APP).",
 )
+@click.option(
+    "--listen-dsn",
+    help="A direct connection for LISTEN when --dsn goes through PgBouncer in transaction "
+    "mode. Default: $PGQ_LISTEN_DSN, else the App's, else --dsn.",
+)
 @worker_options
 @pass_context
-def worker(context: Context, /, app_spec: str, processes: int, **options: Any) -> None:
+def worker(
+    context: Context, /, app_spec: str, listen_dsn: str | None, processes: int, **options: Any
+) -> None:
     """Run a worker until SIGTERM/SIGINT (or, with --burst, until no job is ready)."""
     app = context.app(app_spec)
+    if listen_dsn:
+        db.check_dsn(listen_dsn)
+        app.configure(dsn=app._dsn, listen_dsn=listen_dsn)
     raise click.exceptions.Exit(run_worker(app, processes, **options))
 
 
@@ -271,73 +298,33 @@ def _runs_only_in_a_worker(*args: Any, **kwargs: Any) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--watch",
+    type=click.FloatRange(min=0.1),
+    is_flag=False,
+    flag_value=2.0,
+    default=None,
+    metavar="[SECONDS]",
+    help="Redraw every SECONDS (default 2) until Ctrl-C.",
+)
 @pass_context
-def status(context: Context, as_json: bool) -> None:
-    """Jobs per queue and status, the oldest waiting job, live workers."""
+def status(context: Context, as_json: bool, watch: float | None) -> None:
+    """Per queue: jobs ready, scheduled, running, failed in the last hour,
+    throughput, oldest waiting job; live workers."""
+    if as_json and watch is not None:
+        raise click.UsageError("--watch redraws a table: it does not go with --json")
     app = context.client()
-    rows = app.execute(store.queue_status())
-    workers = app.execute(store.list_workers())
-    orphans = app.execute(store.orphaned_tasks())
     if as_json:
-        click.echo(
-            json.dumps(
-                {"queues": rows, "workers": workers, "orphaned_tasks": orphans},
-                default=str,
-                indent=2,
-            )
+        click.echo(json.dumps(read_status(app).as_json(), default=str, indent=2))
+    elif watch is None:
+        click.echo(render(read_status(app)))
+    else:
+        watch_status(
+            lambda: render(read_status(app)),
+            watch,
+            lambda text: click.echo(text, nl=False),
+            clear=sys.stdout.isatty(),
         )
-        return
-    click.echo(format_status(rows, workers, orphans))
-
-
-def format_status(
-    rows: Sequence[dict[str, Any]],
-    workers: Sequence[dict[str, Any]],
-    orphans: Sequence[dict[str, Any]],
-) -> str:
-    statuses = ["queued", "running", "succeeded", "failed", "cancelled"]
-    queues: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        entry = queues.setdefault(row["queue"], {"oldest": None, "scheduled": 0})
-        entry[row["status"]] = row["count"]
-        if row["status"] == "queued":
-            entry["oldest"] = row["oldest_ready_age"]
-            entry["scheduled"] = row["scheduled"]
-    table = [["queue", *statuses, "scheduled", "oldest ready"]]
-    for name, entry in sorted(queues.items()):
-        oldest = entry["oldest"]
-        table.append(
-            [
-                name,
-                *(str(entry.get(s, 0)) for s in statuses),
-                str(entry["scheduled"]),
-                "-" if oldest is None else f"{float(oldest):.1f}s",
-            ]
-        )
-    lines = _table(table) if queues else ["no jobs"]
-    alive = [w for w in workers if w["alive"]]
-    lines.append("")
-    lines.append(f"live workers: {len(alive)}")
-    for w in alive:
-        queues_text = ",".join(w["queues"]) if w["queues"] else "*"
-        lines.append(
-            f"  {w['hostname']} pid={w['pid']} queues={queues_text} "
-            f"concurrency={w['concurrency']} id={w['id']}"
-        )
-    for orphan in orphans:
-        lines.append(
-            f"warning: {orphan['count']} job(s) of task {orphan['task']!r} in queue "
-            f"{orphan['queue']!r} wait for a worker that knows the task"
-        )
-    return "\n".join(lines)
-
-
-def _table(rows: list[list[str]]) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    ]
 
 
 @cli.command()
@@ -379,6 +366,7 @@ def jobs(
             "last_error",
             "result",
             "unique_key",
+            "progress",
         )
         click.echo(
             json.dumps([{k: getattr(j, k) for k in keys} for j in found], default=str, indent=2)
@@ -387,7 +375,7 @@ def jobs(
     if not found:
         click.echo("no jobs")
         return
-    table = [["id", "status", "queue", "task", "attempts", "age", "error"]]
+    table = [["id", "status", "queue", "task", "attempts", "age", "progress", "error"]]
     now = datetime.now(timezone.utc)
     for job in found:
         error = (job.last_error or "").splitlines()[0][:60] if job.last_error else ""
@@ -400,10 +388,12 @@ def jobs(
                 job.task,
                 f"{job.attempts}/{job.max_attempts}",
                 age,
+                format_progress(job.progress),
                 error,
             ]
         )
-    click.echo("\n".join(_table(table)))
+    click.echo("\n".join(text_table(table)))
+
 
 
 def _ids(values: Sequence[str]) -> list[int]:
@@ -575,3 +565,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def entry_point() -> None:
     sys.exit(main())
+
+
+from . import cli_queues  # noqa: E402,F401  (registers the queue control verbs)

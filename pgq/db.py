@@ -161,12 +161,24 @@ def translated_errors() -> Iterator[None]:
         raise translate(exc) from exc
 
 
+# pgq's own connections (workers, migrations, the CLI) never prepare statements
+# on the server: those live in a server session, which a transaction-mode
+# pooler (PgBouncer) does not keep from one transaction to the next. Their
+# statements run rarely, or already unprepared (claims, outcome writes).
+NEVER_PREPARE = None
+
+
 def connect(
     dsn: str, *, autocommit: bool = False, connect_timeout: int = 10
 ) -> psycopg.Connection[Any]:
     check_dsn(dsn)
     try:
-        return psycopg.connect(dsn, autocommit=autocommit, connect_timeout=connect_timeout)
+        return psycopg.connect(
+            dsn,
+            autocommit=autocommit,
+            connect_timeout=connect_timeout,
+            prepare_threshold=NEVER_PREPARE,
+        )
     except psycopg.Error as exc:
         raise DatabaseUnavailable(
             f"cannot connect to {describe_dsn(dsn)}: {first_line(exc)}"
@@ -179,7 +191,10 @@ async def aconnect(
     check_dsn(dsn)
     try:
         return await psycopg.AsyncConnection.connect(
-            dsn, autocommit=autocommit, connect_timeout=connect_timeout
+            dsn,
+            autocommit=autocommit,
+            connect_timeout=connect_timeout,
+            prepare_threshold=NEVER_PREPARE,
         )
     except psycopg.Error as exc:
         raise DatabaseUnavailable(
@@ -206,37 +221,49 @@ def _with_standard_loaders(cursor: C) -> C:
     return cursor
 
 
-def _execute(cursor: psycopg.Cursor[DictRow], step: Step) -> Rows:
+def _execute(cursor: psycopg.Cursor[DictRow], step: Step, prepare: bool | None) -> Rows:
     if isinstance(step, Script):
         cursor.execute(step.text)
         return []
-    cursor.execute(QUERIES[step.name], step.params, prepare=step.prepare)
+    cursor.execute(QUERIES[step.name], step.params, prepare=_prepare(step, prepare))
     return cursor.fetchall() if cursor.description is not None else []
 
 
-async def _aexecute(cursor: psycopg.AsyncCursor[DictRow], step: Step) -> Rows:
+async def _aexecute(cursor: psycopg.AsyncCursor[DictRow], step: Step, prepare: bool | None) -> Rows:
     if isinstance(step, Script):
         await cursor.execute(step.text)
         return []
-    await cursor.execute(QUERIES[step.name], step.params, prepare=step.prepare)
+    await cursor.execute(QUERIES[step.name], step.params, prepare=_prepare(step, prepare))
     return await cursor.fetchall() if cursor.description is not None else []
 
 
-def run(conn: psycopg.Connection[Any], operation: Operation[T]) -> T:
-    """Drive ``operation`` on a sync connection (inside its current transaction)."""
+def _prepare(step: Query, prepare: bool | None) -> bool | None:
+    return False if prepare is False else step.prepare
+
+
+def run(
+    conn: psycopg.Connection[Any], operation: Operation[T], *, prepare: bool | None = None
+) -> T:
+    """Drive ``operation`` on a sync connection (inside its current transaction).
+
+    ``prepare=False``: no statement is prepared on the server, whatever the
+    connection's ``prepare_threshold`` (a connection through a transaction-mode
+    pooler, which a framework such as Django configured)."""
     step: Step | None = None
     try:
         with _with_standard_loaders(psycopg.Cursor(conn, row_factory=dict_row)) as cursor:
             step = next(operation)
             while True:
-                step = operation.send(_execute(cursor, step))
+                step = operation.send(_execute(cursor, step, prepare))
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
     except psycopg.Error as exc:
         raise translate(exc, step, conn) from exc
 
 
-async def arun(conn: psycopg.AsyncConnection[Any], operation: Operation[T]) -> T:
+async def arun(
+    conn: psycopg.AsyncConnection[Any], operation: Operation[T], *, prepare: bool | None = None
+) -> T:
     """Drive ``operation`` on an async connection (inside its current transaction)."""
     step: Step | None = None
     try:
@@ -245,7 +272,7 @@ async def arun(conn: psycopg.AsyncConnection[Any], operation: Operation[T]) -> T
         ) as cursor:
             step = next(operation)
             while True:
-                step = operation.send(await _aexecute(cursor, step))
+                step = operation.send(await _aexecute(cursor, step, prepare))
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
     except psycopg.Error as exc:

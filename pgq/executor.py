@@ -19,10 +19,12 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 from .context import JobContext, set_current
 from .exceptions import Cancelled, JobTimeout, SerializationError, UnknownTask
+from .hooks import StatusOf, status_of
 from .jobs import Job, JobStatus
 from .retry import Outcome, format_error, judge_failure
 from .serialization import encode_result
@@ -64,6 +66,12 @@ def _raise_in_thread(thread_id: int, exc_type: type[BaseException]) -> None:
     )
 
 
+def _hook_status(task: Task[Any, Any], running: RunningJob) -> StatusOf:
+    judge = status_of(task, running.job, lambda: running.context.cancel_requested)
+    # A job the worker stopped (lease lost, shutdown) is handed back to the queue.
+    return lambda exc: JobStatus.QUEUED if running.released else judge(exc)
+
+
 class JobExecutor(Protocol):
     """What the worker needs of an executor: this one (threads) or
     :class:`pgq.isolation.ProcessExecutor` (a child process per job)."""
@@ -97,8 +105,13 @@ class Executor:
         try:
             if task is None:  # the claim filters on known tasks; this is a safety net
                 raise UnknownTask(f"no task {job.task!r} is registered in this worker")
-            call = self._run_async if task.is_async else self._run_sync
-            value = await call(task, running)
+            if task.is_async and task.app.hooks:  # hooks run in this asyncio task
+                value = await task.app.hooks.acall(
+                    job, partial(self._run_async, task, running), _hook_status(task, running)
+                )
+            else:
+                call = self._run_async if task.is_async else self._run_sync
+                value = await call(task, running)
         except asyncio.CancelledError:
             if running.context.cancel_requested and not running.released:
                 return running.outcome(JobStatus.CANCELLED, error="cancelled while running")
@@ -122,19 +135,23 @@ class Executor:
         set_current(running.context)  # this asyncio task has its own context copy
         job = running.job
         timeout = self._timeout(task)
-        if timeout is None:  # no timer to race: run it in this asyncio task
-            return await task.func(*job.args, **job.kwargs)
-        inner = asyncio.ensure_future(task.func(*job.args, **job.kwargs))
         try:
-            done, _ = await asyncio.wait({inner}, timeout=timeout)
-            if not done:
-                raise JobTimeout(f"{task.name} ran longer than its timeout of {timeout}s")
-            return inner.result()
+            if timeout is None:  # no timer to race: run it in this asyncio task
+                return await task.func(*job.args, **job.kwargs)
+            inner = asyncio.ensure_future(task.func(*job.args, **job.kwargs))
+            try:
+                done, _ = await asyncio.wait({inner}, timeout=timeout)
+                if not done:
+                    raise JobTimeout(f"{task.name} ran longer than its timeout of {timeout}s")
+                return inner.result()
+            finally:
+                if not inner.done():
+                    inner.cancel()
+                    with contextlib.suppress(BaseException):
+                        await inner
         finally:
-            if not inner.done():
-                inner.cancel()
-                with contextlib.suppress(BaseException):
-                    await inner
+            if running.context.reported_progress:
+                await running.context.aflush_progress()
 
     async def _run_sync(self, task: Task[Any, Any], running: RunningJob) -> Any:
         loop = asyncio.get_running_loop()
@@ -156,8 +173,14 @@ class Executor:
             running.thread_id = threading.get_ident()
         try:
             set_current(running.context)
-            return task.func(*running.job.args, **running.job.kwargs)
+            job = running.job
+            if task.app.hooks:  # hooks run in this thread
+                call = partial(task.func, *job.args, **job.kwargs)
+                return task.app.hooks.call(job, call, _hook_status(task, running))
+            return task.func(*job.args, **job.kwargs)
         finally:
+            if running.context.reported_progress:
+                running.context.flush_progress()
             with running.lock:
                 running.thread_id = None
 

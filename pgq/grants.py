@@ -26,6 +26,7 @@ PRODUCER: tuple[sql.SQL, ...] = (
     sql.SQL("GRANT SELECT, INSERT ON pgq.jobs TO {role}"),
     sql.SQL("GRANT USAGE ON SEQUENCE pgq.jobs_id_seq TO {role}"),  # ids for the jobs it inserts
     sql.SQL("GRANT SELECT ON pgq.workers TO {role}"),
+    sql.SQL("GRANT SELECT ON pgq.queues TO {role}"),  # queue settings (pgq queues)
 )
 
 # A producer's rights (tasks enqueue too), plus claiming and finishing jobs and
@@ -38,6 +39,8 @@ WORKER: tuple[sql.SQL, ...] = (
     sql.SQL("GRANT UPDATE ON pgq.jobs TO {role}"),
     sql.SQL("GRANT INSERT, UPDATE, DELETE ON pgq.workers TO {role}"),
     sql.SQL("GRANT SELECT, INSERT, UPDATE ON pgq.schedules TO {role}"),  # periodic jobs
+    # Claims lock a limited queue's row and take tokens from its rate bucket.
+    sql.SQL("GRANT UPDATE ON pgq.queues TO {role}"),
 )
 
 PRIVILEGES: dict[Kind, tuple[sql.SQL, ...]] = {"producer": PRODUCER, "worker": WORKER}

@@ -33,15 +33,18 @@ import sys
 import traceback
 import uuid
 from datetime import datetime
+from functools import partial
 from typing import IO, Any
 
 from .app import App
 from .context import JobContext, set_current
 from .exceptions import PgqError, SerializationError, UnknownTask
+from .hooks import status_of
 from .jobs import Job, JobStatus
 from .loading import load_app
 from .retry import format_error, judge_failure
 from .serialization import encode_result
+from .tasks import Task
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
@@ -98,18 +101,25 @@ def address_space() -> int:
         return int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def call_task(task: Task[Any, Any], job: Job) -> Any:
+    value = task.func(*job.args, **job.kwargs)
+    return asyncio.run(value) if task.is_async else value
+
+
 def run_job(app: App, job: Job, allowance: Allowance | None) -> dict[str, Any]:
     """Run one job here and now; the reply to send."""
     task = app.tasks.get(job.task)
-    set_current(JobContext(job))  # asyncio.run copies it into the task's context
+    context = JobContext(job)
+    set_current(context)  # asyncio.run copies it into the task's context
     if allowance is not None:
         allowance.grant()
     try:
         if task is None:
             raise UnknownTask(f"no task {job.task!r} is registered in this worker")
-        value = task.func(*job.args, **job.kwargs)
-        if task.is_async:
-            value = asyncio.run(value)
+        if app.hooks:  # here, in the job's process (see pgq.hooks)
+            value = app.hooks.call(job, partial(call_task, task, job), status_of(task, job))
+        else:
+            value = call_task(task, job)
     except BaseException as exc:  # a task may raise anything, SystemExit included
         replace = isinstance(exc, MemoryError)
         if replace:
@@ -134,6 +144,10 @@ def run_job(app: App, job: Job, allowance: Allowance | None) -> dict[str, Any]:
             "replace": replace,
         }
     finally:
+        # The last progress held back by the throttle (the database is reached
+        # directly: this process has the DSN). asyncio.run waited for writes in flight.
+        if context.reported_progress:
+            context.flush_progress()
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):  # a task may have closed or replaced it
                 stream.flush()
@@ -197,7 +211,7 @@ def main() -> int:
         print(f"pgq job process: error: {exc}", file=sys.stderr)
         return 1
     if hello["dsn"]:
-        app.configure(dsn=hello["dsn"])
+        app.configure(dsn=hello["dsn"], listen_dsn=hello["listen_dsn"])
     from .cli import LOG_FORMAT  # not at the top: pgq.cli imports the worker, which imports this
 
     logging.basicConfig(level=hello["log_level"], format=LOG_FORMAT)  # unless the app set it up

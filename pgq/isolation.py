@@ -237,6 +237,7 @@ class ProcessExecutor:
             raise ConfigurationError(NO_SPEC)
         self.spec = app.import_spec
         self.dsn = app._dsn  # a DSN given in code or by --dsn: the children use it too
+        self.listen_dsn = app._listen_dsn  # and so the children know the DSN is pooled
         self.tasks = app.tasks
         self.memory_limit_mb = memory_limit_mb
         self.job_timeout = job_timeout
@@ -339,6 +340,7 @@ class ProcessExecutor:
         return {
             "spec": self.spec,
             "dsn": self.dsn,
+            "listen_dsn": self.listen_dsn,
             "path": sys.path,
             "memory_limit_mb": self.memory_limit_mb,
             "log_level": logging.getLogger().getEffectiveLevel(),

@@ -61,6 +61,9 @@ class Job:
     result: Any = None
     unique_key: str | None = None
     cancel_requested: bool = False
+    # While it runs: {"done", "total", "message", "updated_at"} as last reported
+    # (see pgq.current_job().report_progress); cleared when an attempt starts.
+    progress: dict[str, Any] | None = None
     app: App | None = field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -115,6 +118,20 @@ class Job:
                 raise TimeoutError(f"job {self.id} still {self.status} after {timeout}s")
             await asyncio.sleep(interval)
         return self
+
+
+def format_progress(progress: dict[str, Any] | None) -> str:
+    """'40/200 (20%) resizing', or '' when the job reported none."""
+    if not progress:
+        return ""
+    done, total = progress.get("done"), progress.get("total")
+    text = ""
+    if isinstance(done, (int, float)):
+        text = f"{done:g}"
+        if isinstance(total, (int, float)):
+            text += f"/{total:g}" + (f" ({100 * done / total:.0f}%)" if total else "")
+    message = progress.get("message")
+    return f"{text} {message[:40]}".strip() if message else text
 
 
 _COLUMNS = tuple(f for f in fields(Job) if f.name != "app")

@@ -4,8 +4,11 @@ so that pgq.jobs stays small however long the system runs.
     app = pgq.App(retention=pgq.Retention(succeeded="1d", failed="30d", cancelled="7d"))
     app = pgq.App(retention=None)          # keep every job forever
 
-Every worker runs a :class:`Pruner` each ``interval``; an advisory lock lets
-one of them work at a time, the others skip their turn. A job counts from
+Every worker runs a :class:`Pruner` each ``interval``; one of them works at
+a time: each batch takes an advisory lock for its own transaction (never one
+held across transactions, so pruning works through a transaction-mode pooler
+such as PgBouncer), and a pruner whose batch finds it taken stops its run,
+leaving the rest to the one at work. A job counts from
 when it finished (``finished_at``); waiting and running jobs are never
 touched. Rows go in batches of ``batch_size``, each a statement that commits
 on its own and locks only finished rows, which claims never read, skipping
@@ -121,6 +124,8 @@ class PruneReport:
     batches: int = 0
     # Results of jobs finished before this were cleared (None: results are kept).
     results_before: datetime | None = None
+    # Stopped early: another pruner's batch was running (exclusive runs only).
+    yielded: bool = False
 
     @property
     def total(self) -> int:
@@ -135,10 +140,15 @@ class PruneReport:
 
 
 def prune(
-    retention: Retention, now: datetime, results_after: datetime | None = None
+    retention: Retention,
+    now: datetime,
+    results_after: datetime | None = None,
+    *,
+    exclusive: bool = False,
 ) -> Operation[PruneReport]:
     """Delete (and clear results) in batches, each its own statement: run it on
-    a connection in autocommit mode, so that every batch commits on its own."""
+    a connection in autocommit mode, so that every batch commits on its own.
+    ``exclusive``: stop (``report.yielded``) where another pruner's batch runs."""
     report = PruneReport()
     limit = retention.batch_size
     for status in FINISHED:
@@ -146,21 +156,31 @@ def prune(
         if age is None:
             continue
         while True:
-            deleted = yield from store.delete_finished_jobs(status, now - age, limit)
+            deleted = yield from store.delete_finished_jobs(
+                status, now - age, limit, exclusive=exclusive
+            )
+            if deleted is None:
+                report.yielded = True
+                return report
             report.batches += 1
             report.deleted[status] += deleted
             if deleted < limit:
                 break
     age = retention.age("results")
     if age is not None:
-        after, report.results_before = results_after or _EPOCH, now - age
+        after, before = results_after or _EPOCH, now - age
         while True:
-            cleared = yield from store.clear_results(after, report.results_before, limit)
+            batch = yield from store.clear_results(after, before, limit, exclusive=exclusive)
+            if batch is None:
+                report.yielded = True
+                return report  # results_before unset: the next run starts from after
             report.batches += 1
-            report.results_cleared += len(cleared)
-            if len(cleared) < limit:
+            cleared, last = batch
+            report.results_cleared += cleared
+            if cleared < limit:
                 break
-            after = max(cleared)  # rows before it are done: not read again
+            after = last or after  # rows before it are done: not read again
+        report.results_before = before
     return report
 
 
@@ -209,11 +229,13 @@ class Pruner:
                     )
                     self._said_not_allowed = True
                 return None
-            if not await db.arun(conn, store.lock_retention()):
-                return None  # another worker is pruning
-            report = await db.arun(conn, prune(self.retention, now, self._results_after))
+            report = await db.arun(
+                conn, prune(self.retention, now, self._results_after, exclusive=True)
+            )
         finally:
-            await conn.close()  # and with it the advisory lock
+            await conn.close()
+        if report.yielded and not report.batches:
+            return None  # another worker is pruning
         if report.results_before is not None:
             self._results_after = report.results_before - RESULTS_OVERLAP
         if report.total or report.results_cleared:

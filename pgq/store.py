@@ -113,6 +113,12 @@ def queue_status() -> Operation[Rows]:
     return (yield Query("queue_status"))
 
 
+def queue_overview() -> Operation[Rows]:
+    """Per queue: queued, scheduled, running, failed in the last hour, succeeded
+    in the last minute, oldest waiting age (see pgq.status)."""
+    return (yield Query("queue_overview"))
+
+
 def orphaned_tasks() -> Operation[Rows]:
     return (yield Query("orphaned_tasks"))
 
@@ -275,29 +281,95 @@ def list_schedules() -> Operation[Rows]:
 # Retention.
 
 
-def lock_retention() -> Operation[bool]:
-    rows = yield Query("lock_retention")
-    return bool(rows[0]["locked"])
-
-
-def unlock_retention() -> Operation[bool]:
-    rows = yield Query("unlock_retention")
-    return bool(rows[0]["unlocked"])
-
-
 def may_prune() -> Operation[tuple[bool, datetime]]:
     """(whether this role may delete jobs, the database's clock)."""
     rows = yield Query("may_prune")
     return bool(rows[0]["may_delete"]), rows[0]["now"]
 
 
-def delete_finished_jobs(status: str, before: datetime, limit: int) -> Operation[int]:
-    """Delete one batch of ``status`` jobs finished before ``before``; returns how many."""
-    rows = yield Query("delete_finished_jobs", {"status": status, "before": before, "limit": limit})
-    return int(rows[0]["deleted"])
+def delete_finished_jobs(
+    status: str, before: datetime, limit: int, *, exclusive: bool = False
+) -> Operation[int | None]:
+    """Delete one batch of ``status`` jobs finished before ``before``; returns how
+    many, or None if ``exclusive`` and another pruner's batch is running."""
+    params = {"status": status, "before": before, "limit": limit, "exclusive": exclusive}
+    rows = yield Query("delete_finished_jobs", params)
+    return int(rows[0]["deleted"]) if rows[0]["held"] else None
 
 
-def clear_results(after: datetime, before: datetime, limit: int) -> Operation[list[datetime]]:
-    """Clear one batch of results; returns the finished_at of each job cleared."""
-    rows = yield Query("clear_results", {"after": after, "before": before, "limit": limit})
-    return [row["finished_at"] for row in rows]
+def clear_results(
+    after: datetime, before: datetime, limit: int, *, exclusive: bool = False
+) -> Operation[tuple[int, datetime | None] | None]:
+    """Clear one batch of results; returns how many and the latest finished_at
+    cleared, or None if ``exclusive`` and another pruner's batch is running."""
+    params = {"after": after, "before": before, "limit": limit, "exclusive": exclusive}
+    rows = yield Query("clear_results", params)
+    row = rows[0]
+    return (int(row["cleared"]), row["last"]) if row["held"] else None
+
+
+# Queue control and progress.
+
+
+def set_job_progress(
+    job_id: int,
+    worker_id: uuid.UUID,
+    attempts: int,
+    done: float,
+    total: float | None,
+    message: str | None,
+) -> Operation[bool]:
+    """Record a running job's progress; False if this holder no longer holds it."""
+    params = {
+        "id": job_id,
+        "worker_id": worker_id,
+        "attempts": attempts,
+        "done": done,
+        "total": total,
+        "message": message,
+    }
+    return bool((yield Query("set_job_progress", params)))
+
+
+def set_queue_paused(name: str, paused: bool) -> Operation[dict[str, Any]]:
+    rows = yield Query("set_queue_paused", {"name": name, "paused": paused})
+    if not paused:
+        yield Query("notify_queue", {"queue": name})  # idle workers claim at once
+    return rows[0]
+
+
+def set_queue_limits(
+    name: str,
+    max_running: int | None,
+    rate_per_second: float | None,
+    *,
+    set_max_running: bool,
+    set_rate: bool,
+) -> Operation[dict[str, Any]]:
+    params = {
+        "name": name,
+        "max_running": max_running,
+        "rate_per_second": rate_per_second,
+        "set_max_running": set_max_running,
+        "set_rate": set_rate,
+    }
+    rows = yield Query("set_queue_limits", params)
+    return rows[0]
+
+
+def list_queues() -> Operation[Rows]:
+    return (yield Query("list_queues"))
+
+
+def move_jobs(
+    from_queue: str, to_queue: str, task: str | None, ids: Sequence[int] | None
+) -> Operation[list[int]]:
+    """Move waiting jobs of ``from_queue`` to ``to_queue``; returns the ids moved."""
+    params = {
+        "from_queue": from_queue,
+        "to_queue": to_queue,
+        "task": task,
+        "ids": list(ids) if ids is not None else None,
+    }
+    rows = yield Query("move_jobs", params)
+    return list(rows[0]["ids"])

@@ -45,7 +45,9 @@ from .exceptions import (
 from .executor import Executor, JobExecutor, RunningJob
 from .isolation import ProcessExecutor
 from .jobs import Job, JobStatus
+from .logs import job_fields
 from .maintenance import start_services
+from .metrics import WorkerMetrics
 from .migrate import check_schema
 from .retry import Outcome, format_error
 from .validation import queue_name
@@ -74,17 +76,38 @@ LISTEN_CHECK_TIMEOUT = 5.0
 # connection is cut off without a word: it is replaced.
 MIN_STATEMENT_WAIT = 10.0
 
+# How long a statement given up on gets to answer its cancellation.
+CANCEL_WAIT = 2.0
 
-async def within(timeout: float, operation: Awaitable[T]) -> T:
+
+async def within(
+    timeout: float,
+    operation: Awaitable[T],
+    conn: psycopg.AsyncConnection[Any] | None = None,
+    *,
+    cancel: bool = True,
+) -> T:
     """Await ``operation`` for at most ``timeout`` seconds, else raise TimeoutError.
 
     Unlike ``asyncio.wait_for``, a timeout does not wait for the operation to wind
     down: psycopg first asks the server to cancel the statement, which on a dead
     connection takes seconds more. The caller closes the connection instead.
+
+    Given ``conn``, the connection the operation's statement runs on, the server
+    is asked to cancel it (for CANCEL_WAIT at most) before anything is closed: a
+    statement that is only slow, or waits on a lock, would otherwise run on with
+    its server connection after the caller gave up, and could commit unseen (a
+    claim then holds jobs nobody runs). Its answer, rows or the cancellation
+    error, is then the result; a connection that does not answer is closed.
+    ``cancel=False`` only closes it: for a statement that may run on harmlessly.
     """
     task = asyncio.ensure_future(operation)
     try:
         done, _ = await asyncio.wait({task}, timeout=timeout)
+        if not done and conn is not None and cancel:
+            with contextlib.suppress(Exception):
+                await conn.cancel_safe(timeout=CANCEL_WAIT)
+                done, _ = await asyncio.wait({task}, timeout=CANCEL_WAIT)
     except asyncio.CancelledError:
         task.cancel()
         raise
@@ -92,6 +115,13 @@ async def within(timeout: float, operation: Awaitable[T]) -> T:
         return task.result()
     task.cancel()
     task.add_done_callback(lambda t: t.cancelled() or t.exception())  # nothing left to report
+    if conn is not None:
+        # Closed before the statement's task winds down, so that it does not try
+        # to cancel again; and wound down before anything reconnects, which
+        # could reuse the socket's file descriptor that task still watches.
+        with contextlib.suppress(Exception):
+            await conn.close()
+        await asyncio.wait({task})
     raise asyncio.TimeoutError(f"no answer within {timeout:.0f}s")
 
 
@@ -112,6 +142,7 @@ class WorkerConfig:
     memory_limit_mb: address space each job may add to its process (isolation
         "process", Linux); a job past it fails with MemoryError.
     job_timeout: seconds a job may run when its task sets no timeout (None: no limit).
+    metrics_port: serve Prometheus metrics on this port (see pgq.metrics; None: off).
     """
 
     queues: tuple[str, ...] | None = None
@@ -124,6 +155,7 @@ class WorkerConfig:
     isolation: str = "thread"
     memory_limit_mb: int | None = None
     job_timeout: float | None = None
+    metrics_port: int | None = None
 
     def __post_init__(self) -> None:
         if self.queues is not None:
@@ -160,6 +192,11 @@ class WorkerConfig:
                 )
             if not sys.platform.startswith("linux"):
                 raise InvalidOptions("memory_limit_mb is supported on Linux only")
+        port = self.metrics_port
+        if port is not None and (
+            isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536
+        ):
+            raise InvalidOptions(f"metrics_port must be a port number 1-65535, got {port!r}")
 
 
 class Worker:
@@ -192,6 +229,8 @@ class Worker:
         self._lease_held = False
         # Identities whose lease was lost: their jobs are given back at the next beat.
         self._abandoned: list[uuid.UUID] = []
+        # The identity of the claim in flight: not to be recovered under its feet.
+        self._claiming_as: uuid.UUID | None = None
         self._stop_requested = False
         config = self.config
         if config.isolation == "process":
@@ -201,6 +240,11 @@ class Worker:
         else:
             self._executor = Executor(app.tasks, config.concurrency, config.job_timeout)
         self._statement_wait = max(MIN_STATEMENT_WAIT, self.config.lease_seconds)
+        self.metrics = None
+        if config.metrics_port is not None:
+            self.metrics = WorkerMetrics(
+                config.metrics_port, lambda: len(self.running), config.concurrency
+            )
 
     # Running and stopping.
 
@@ -214,9 +258,13 @@ class Worker:
         if handled:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._on_signal, sig)
+        if self.metrics is not None:
+            self.metrics.start()
         try:
             await self.arun()
         finally:
+            if self.metrics is not None:
+                self.metrics.stop()
             if handled:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
@@ -295,22 +343,51 @@ class Worker:
 
     # The claim loop.
 
-    def _claim(self, limit: int) -> Callable[[], db.Operation[list[dict[str, Any]]]]:
-        worker_id = self.id  # the row's worker_id is the identity its outcome is fenced with
-        return lambda: store.claim_jobs(worker_id, self.config.queues, self.task_names, limit)
+    async def _claim(self, limit: int) -> list[dict[str, Any]] | None:
+        """Up to ``limit`` jobs; None if the claim failed, or if the lease was lost
+        while it was in flight: the jobs it took under the lost identity never
+        ran, so they are released (the attempt not counted) rather than left to
+        that identity's recovery, which counts it."""
+        if not self._lease_held:
+            # Not before the lease is known to be held, and so watched: a new
+            # identity whose registration reply was lost exists in the database,
+            # and could claim jobs that nothing stops when its lease runs out.
+            await self._wait_any(self._lease_renewed, self._stopping)
+            return None
+        worker_id = self._claiming_as = self.id  # the identity outcomes are fenced with
+        try:
+            rows = await self._with_connection(
+                lambda: store.claim_jobs(worker_id, self.config.queues, self.task_names, limit),
+                give_up=self._stopping,
+            )
+            if not rows or worker_id == self.id:
+                return rows
+            ids = [row["id"] for row in rows]
+            logger.warning("releasing jobs %s: claimed as this worker's lease was lost", ids)
+            await self._with_connection(partial(store.release_jobs, worker_id, ids))
+            return None
+        finally:
+            self._claiming_as = None
 
     async def _claim_loop(self) -> None:
         config = self.config
         while not self._stopping.is_set():
+            # Here, between two claims on the work connection, and nowhere else.
+            conn = self._conn
+            if self._lost_claims_unchecked and conn is not None and not conn.closed:
+                await self._release_lost_claims(conn)
             free = config.concurrency - len(self.running)
             if free <= 0:
                 self._slot_freed.clear()
-                await self._wait_any(self._slot_freed, self._stopping)
+                retry = config.heartbeat_interval if self._lost_claims_unchecked else None
+                await self._wait_any(self._slot_freed, self._stopping, timeout=retry)
                 continue
             self._wake.clear()  # before claiming, so a NOTIFY during the claim is kept
-            rows = await self._with_connection(self._claim(free), give_up=self._stopping)
+            rows = await self._claim(free)
             if rows is None:
                 continue  # stopping, or a failed statement (already logged)
+            if rows and self.metrics is not None:
+                self.metrics.claimed(len(rows))
             self._start_all(rows)
             if len(rows) == free:
                 continue  # took all we asked for: there may be more
@@ -330,9 +407,7 @@ class Worker:
         if not self._writer_idle.is_set():
             await self._wait_any(self._writer_idle, self._stopping)
             return False
-        rows = await self._with_connection(
-            self._claim(self.config.concurrency), give_up=self._stopping
-        )
+        rows = await self._claim(self.config.concurrency)
         self._start_all(rows or [])
         return rows == []
 
@@ -388,18 +463,24 @@ class Worker:
                 del self.running[job.id]
             self._slot_freed.set()
         self.processed += 1
+        duration = time.monotonic() - started
+        if self.metrics is not None:
+            self.metrics.finished(job.task, outcome.status.value, duration)
         # Every job at DEBUG; failures and retries always (a log line per job
         # costs a fast worker a quarter of its throughput).
-        log = logger.debug if outcome.status is JobStatus.SUCCEEDED else logger.warning
-        log(
-            "job=%d task=%s attempt=%d status=%s duration_ms=%.0f%s",
-            job.id,
-            job.task,
-            job.attempts,
-            outcome.status.value,
-            (time.monotonic() - started) * 1000,
-            f" retry_in={outcome.retry_in:.1f}s" if outcome.status is JobStatus.QUEUED else "",
-        )
+        level = logging.DEBUG if outcome.status is JobStatus.SUCCEEDED else logging.WARNING
+        if logger.isEnabledFor(level):
+            logger.log(
+                level,
+                "job=%d task=%s attempt=%d status=%s duration_ms=%.0f%s",
+                job.id,
+                job.task,
+                job.attempts,
+                outcome.status.value,
+                duration * 1000,
+                f" retry_in={outcome.retry_in:.1f}s" if outcome.status is JobStatus.QUEUED else "",
+                extra=job_fields(job, outcome.status, duration),  # for --log-format json
+            )
 
     def _record(self, running: RunningJob, outcome: Outcome) -> None:
         if running.released:
@@ -417,6 +498,8 @@ class Worker:
             self._outcomes_ready.clear()
             while self._outcomes:
                 batch, self._outcomes = self._outcomes, []
+                if self.metrics is not None:
+                    self.metrics.written(len(batch))
                 if not await self._write(batch, give_up=self._grace_over):
                     self._outcomes[:0] = batch  # keep them for the final flush
                     break
@@ -494,7 +577,10 @@ class Worker:
                 again,
             )
             return True
-        return written is not None
+        if written is None:
+            return False
+        self._unwritten.discard(outcome.job_id)  # or a lost claim of it is never released
+        return True
 
     # NOTIFY: wake the claim loop as soon as a job is committed.
 
@@ -504,7 +590,8 @@ class Worker:
         while True:
             conn: psycopg.AsyncConnection[Any] | None = None
             try:
-                conn = await db.aconnect(self.app.dsn, autocommit=True)
+                # A direct connection where dsn goes through a transaction pooler.
+                conn = await db.aconnect(self.app.listen_dsn, autocommit=True)
                 await db.arun(conn, store.listen())
                 delay = 0.5
                 self._wake.set()  # whatever was sent while we were not listening
@@ -515,7 +602,7 @@ class Worker:
                     # Quiet for a while: a connection cut off without a word (a
                     # dead peer, a dropped route) looks exactly like this.
                     await within(LISTEN_CHECK_TIMEOUT, db.arun(conn, store.ping()))
-            except (psycopg.Error, DatabaseError) as exc:
+            except (psycopg.Error, PgqError) as exc:  # PgqError: a bad listen DSN too
                 logger.warning("listen connection lost (%s); polling until it is back", exc)
             except asyncio.TimeoutError:
                 logger.warning(
@@ -581,13 +668,12 @@ class Worker:
             self._lose_lease("another worker declared it dead and recovered its jobs")
             return
         self._hold_lease(sent)
-        lost_claims_pending = self._lost_claims_unchecked and self._conn is not None
-        if lost_claims_pending and await self._release_lost_claims(self._conn):  # type: ignore[arg-type]
-            self._wake.set()
         for job_id in cancel_ids:
             self._request_cancel(job_id)
-        # Outcomes of an abandoned identity are written first, if they still can be.
-        abandoned = list(self._abandoned) if self._writer_idle.is_set() else []
+        # Outcomes of an abandoned identity are written first, if they still can
+        # be, and the jobs of a claim in flight under it are released instead.
+        writer_idle = self._writer_idle.is_set()
+        abandoned = [a for a in self._abandoned if writer_idle and a != self._claiming_as]
         recovered = await self._on_beat_connection(lambda: store.recover_expired_jobs(abandoned))
         if recovered is None:
             return
@@ -601,17 +687,16 @@ class Worker:
         """Run ``operation`` on the heartbeat connection, (re)connecting as needed;
         None if it failed or took longer than a heartbeat interval."""
         timeout = max(1.0, self.config.heartbeat_interval)
-
-        async def run() -> T:
+        try:
             conn = self._beat_conn
             if conn is None or conn.broken or conn.closed:
-                conn = self._beat_conn = await db.aconnect(
+                connecting = db.aconnect(
                     self.app.dsn, autocommit=True, connect_timeout=max(2, int(timeout))
                 )
-            return await db.arun(conn, operation())
-
-        try:
-            return await within(timeout, run())
+                conn = self._beat_conn = await within(timeout, connecting)
+            # Cancelled if it waits too long (on a lock, say): left to wait, one
+            # server connection a heartbeat would pile up until the lock goes.
+            return await within(timeout, db.arun(conn, operation()), conn)
         except (DatabaseError, psycopg.Error, asyncio.TimeoutError) as exc:
             logger.warning(
                 "heartbeat failed (%s); lease left %.1fs",
@@ -651,6 +736,7 @@ class Worker:
         identity, so that no claim is ever made twice under one (worker, attempt)."""
         old, self.id = self.id, uuid.uuid4()
         self._lease_held = False
+        self._lease_renewed.clear()
         self._lease_deadline = float("inf")
         self._abandoned.append(old)
         logger.error(
@@ -707,10 +793,16 @@ class Worker:
                     return None
                 continue
             try:
-                return await within(self._statement_wait, db.arun(conn, operation()))
+                # Outcome writes and registrations are not cancelled: waiting on a
+                # lock is no reason to fail them, and if one runs on, its repeat
+                # matches nothing. Claims are (see within).
+                cancel = not (writer or raise_errors)
+                return await within(
+                    self._statement_wait, db.arun(conn, operation()), conn, cancel=cancel
+                )
             except asyncio.TimeoutError as exc:
-                # Retrying is safe: a claim that did commit is handed back once
-                # reconnected, and a repeated outcome write matches nothing.
+                # The connection does not answer: whatever it sent has run, or
+                # never will; a claim that did commit is handed back once reconnected.
                 logger.warning("database connection not answering (%s); reconnecting", exc)
                 with contextlib.suppress(Exception):
                     await conn.close()
@@ -786,11 +878,15 @@ class Worker:
 
     async def _release_lost_claims(self, conn: psycopg.AsyncConnection[Any]) -> list[int]:
         """A claim whose reply was lost with the connection committed jobs this
-        worker never saw: hand them back. Retried at the next heartbeat on failure."""
+        worker never saw: hand them back. Retried by the claim loop on failure.
+
+        Never while a claim is in flight on ``conn``: the jobs it is about to
+        return are not known yet, and would be handed back as they start."""
         known = [*self.running, *self._unwritten]
         try:
-            released = await db.arun(conn, store.release_unknown_jobs(self.id, known))
-        except DatabaseError as exc:
+            release = db.arun(conn, store.release_unknown_jobs(self.id, known))
+            released = await within(self._statement_wait, release, conn)
+        except (DatabaseError, asyncio.TimeoutError) as exc:
             logger.warning("could not check for lost claims (retried later): %s", exc)
             self._lost_claims_unchecked = True
             return []

@@ -37,6 +37,7 @@ from django.utils.translation import gettext_lazy as _
 from django_object_actions import BaseDjangoObjectActions, action
 
 from pgq import JobStatus
+from pgq.jobs import format_progress
 
 from . import admin_actions
 from .admin_display import (
@@ -62,7 +63,16 @@ class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 @admin.register(Job)
 class JobAdmin(BaseDjangoObjectActions, ReadOnlyAdmin):
-    list_display = ("id", "task", "queue", "status_badge", "attempts_display", "age", "worker")
+    list_display = (
+        "id",
+        "task",
+        "queue",
+        "status_badge",
+        "attempts_display",
+        "age",
+        "worker",
+        "progress_display",  # a column of the row: no query of its own
+    )
     list_display_links = ("id", "task")
     list_filter = ("status", "queue", "task", ("created_at", admin.DateFieldListFilter))
     # id__exact compares the id as text, so any search term is safe for it.
@@ -88,6 +98,7 @@ class JobAdmin(BaseDjangoObjectActions, ReadOnlyAdmin):
                     "worker",
                     "cancel_requested",
                     "unique_key",
+                    "progress_display",
                 )
             },
         ),
@@ -182,6 +193,10 @@ class JobAdmin(BaseDjangoObjectActions, ReadOnlyAdmin):
     @admin.display(description=_("keyword arguments"))
     def kwargs_json(self, obj: Job) -> str:
         return json_block(obj.kwargs)
+
+    @admin.display(description=_("progress"))
+    def progress_display(self, obj: Job) -> str:
+        return format_progress(obj.progress) or "-"
 
     @admin.display(description=_("result"))
     def result_json(self, obj: Job) -> str:

@@ -1,7 +1,7 @@
 """System checks: say plainly what is wrong before a worker or a view finds out.
 
 pgq_django.E001  the PGQ setting has a bad key or value
-pgq_django.E002  PGQ["DATABASE"] is not an alias in DATABASES
+pgq_django.E002  PGQ["DATABASE"] (or PGQ["LISTEN_DATABASE"]) is not an alias in DATABASES
 pgq_django.E003  that database is not PostgreSQL
 pgq_django.E004  Django's PostgreSQL backend runs on psycopg2, not psycopg 3
 pgq_django.W001  the pgq schema lacks SQL migrations Django has recorded as applied
@@ -43,14 +43,15 @@ def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
         ]
     alias = pgq_settings.database
     databases = getattr(settings, "DATABASES", {})
-    if alias not in databases:
-        return [
-            Error(
-                f"PGQ['DATABASE'] is {alias!r}, which is not an alias in DATABASES.",
-                hint=f"Use one of: {', '.join(databases) or 'none configured'}.",
-                id=_id(2),
-            )
-        ]
+    for key, name in (("DATABASE", alias), ("LISTEN_DATABASE", pgq_settings.listen_database)):
+        if name is not None and name not in databases:
+            return [
+                Error(
+                    f"PGQ[{key!r}] is {name!r}, which is not an alias in DATABASES.",
+                    hint=f"Use one of: {', '.join(databases) or 'none configured'}.",
+                    id=_id(2),
+                )
+            ]
     return _backend_errors(alias, databases[alias].get("ENGINE", ""))
 
 

@@ -6,6 +6,10 @@ Every key is optional::
         # The DATABASES alias that holds the pgq schema. .delay() runs on this
         # alias's connection, so it joins transaction.atomic(using=alias).
         "DATABASE": "default",
+        # When DATABASE goes through PgBouncer in transaction mode: an alias of
+        # the same database reached directly, where workers LISTEN for new
+        # jobs. pgq then prepares no statement on DATABASE's connections.
+        "LISTEN_DATABASE": None,
         # Queue and attempts of a @task that does not name its own.
         "DEFAULT_QUEUE": "default",
         "MAX_ATTEMPTS": 3,
@@ -26,6 +30,7 @@ Every key is optional::
             "ISOLATION": "thread",     # or "process": each job in a child process
             "MEMORY_LIMIT_MB": None,   # per job, with "process" isolation
             "JOB_TIMEOUT": None,       # seconds, for tasks that set no timeout
+            "METRICS_PORT": None,      # serve Prometheus metrics here (pgq-jobs[metrics])
         },
         # How long workers keep finished jobs (pgq.Retention); None: forever.
         # Durations are timedeltas, seconds, or text such as "12h", "7d", "2w".
@@ -77,6 +82,7 @@ class WorkerSettings:
     isolation: str = _WORKER_DEFAULTS.isolation
     memory_limit_mb: int | None = _WORKER_DEFAULTS.memory_limit_mb
     job_timeout: float | None = _WORKER_DEFAULTS.job_timeout
+    metrics_port: int | None = _WORKER_DEFAULTS.metrics_port
 
     def options(self) -> dict[str, Any]:
         """The worker command's option values, by option name."""
@@ -88,6 +94,7 @@ class PgqSettings:
     """The validated ``PGQ`` setting (see the module docstring)."""
 
     database: str = "default"
+    listen_database: str | None = None
     default_queue: str = "default"
     max_attempts: int = 3
     task_modules: tuple[str, ...] = ("tasks",)
@@ -154,6 +161,7 @@ def _queue(value: Any) -> str:
 
 TOP_LEVEL: dict[str, Callable[[Any], Any]] = {
     "DATABASE": _text,
+    "LISTEN_DATABASE": lambda value: None if value is None else _text(value),
     "DEFAULT_QUEUE": _queue,
     "MAX_ATTEMPTS": validation.max_attempts,
     "TASK_MODULES": _names,
@@ -170,6 +178,7 @@ WORKER: dict[str, Callable[[Any], Any]] = {
     "ISOLATION": _isolation,
     "MEMORY_LIMIT_MB": lambda value: None if value is None else _positive_int(value),
     "JOB_TIMEOUT": lambda value: None if value is None else _seconds(minimum_open=True)(value),
+    "METRICS_PORT": lambda value: None if value is None else _positive_int(value),
 }
 
 

@@ -101,6 +101,13 @@ class DjangoApp(App):
         worker's and the async pool's own connections."""
         return self._dsn or conninfo_for_alias(self.alias)
 
+    def _separate_listen_dsn(self) -> str | None:
+        """A listen DSN set on this App, else ``PGQ["LISTEN_DATABASE"]``'s conninfo."""
+        listen_alias = get_settings().listen_database
+        if self._listen_dsn or listen_alias is None:
+            return super()._separate_listen_dsn()
+        return conninfo_for_alias(listen_alias)
+
     @property  # type: ignore[override]  # read from settings when not given
     def pool_size(self) -> int:
         return self._pool_size or get_settings().pool_size

@@ -110,6 +110,7 @@ class Job(ReadOnlyModel):
     result = models.JSONField(_("result"), null=True)
     unique_key = models.TextField(_("unique key"), null=True)
     cancel_requested = models.BooleanField(_("cancel requested"), default=False)
+    progress = models.JSONField(_("progress"), null=True)
 
     objects = PgqManager.from_queryset(JobQuerySet)()
 

@@ -230,3 +230,39 @@ def sleep_in_c_with_timeout(seconds: float) -> float:
     write_ledger()
     time.sleep(seconds)  # one C call: the timeout can only land once it returns
     return seconds
+
+
+# Progress and queue control.
+
+
+@app.task(name="progress_then_wait")
+def progress_then_wait(path: str, total: int = 10) -> int:
+    """Reports in a tight loop (throttled), waits for ``path``, reports the end."""
+    job = pgq.current_job()
+    for done in range(total // 2 + 1):
+        job.report_progress(done, total, "first half")
+    _wait_for(path, 60.0)
+    for done in range(total // 2 + 1, total + 1):
+        job.report_progress(done, total, "done")  # the last one within a second of another
+    return total
+
+
+@app.task(name="async_progress_then_wait")
+async def async_progress_then_wait(path: str, total: int = 10) -> int:
+    job = pgq.current_job()
+    for done in range(total // 2 + 1):
+        job.report_progress(done, total, "first half")  # never blocks the loop
+    while not os.path.exists(path):
+        await asyncio.sleep(0.02)
+    for done in range(total // 2 + 1, total):
+        job.report_progress(done, total, "done")
+    await job.areport_progress(total, total, "done")
+    return total
+
+
+@app.task(name="timed")
+def timed(seconds: float) -> None:
+    """Records when it starts and ends, for run-interval ledgers."""
+    write_ledger("start")
+    time.sleep(seconds)
+    write_ledger("end")

@@ -69,7 +69,7 @@ def test_bench_peers__cases_and_commands_build_without_the_peers_installed(
 ) -> None:
     config = config_from_args(["--quick"])
     config = replace(config, peers_venv=tmp_path / "venv")
-    adapters = [ADAPTERS[name](config) for name in config.systems]
+    adapters = [ADAPTERS[name](config) for name in ADAPTERS]
 
     cases = build_cases(config, adapters)
 
@@ -84,12 +84,19 @@ def test_bench_peers__cases_and_commands_build_without_the_peers_installed(
     command = pgqueuer.worker_command(DrainMode("batch=100", 100, True), burst=False)  # type: ignore[attr-defined]
     assert command[0] == str(tmp_path / "venv" / "bin" / "python")
     assert command[-4:] == ["--batch-size", "100", "--mode", "continuous"]
+    command = peers["django-tasks-db"].worker_command(DrainMode("one", 1), burst=True)  # type: ignore[attr-defined]
+    assert command[:2] == [str(tmp_path / "venv" / "bin" / "django-admin"), "db_worker"]
+    assert command[-1] == "--batch"
 
 
 def test_bench_peers__driver_scripts_compile() -> None:
     scripts = sorted(PEERS_DIR.glob("*.py"))
 
-    assert {s.name for s in scripts} >= {"procrastinate_driver.py", "pgqueuer_driver.py"}
+    assert {s.name for s in scripts} >= {
+        "procrastinate_driver.py",
+        "pgqueuer_driver.py",
+        "django_tasks_db_driver.py",
+    }
     for script in scripts:
         py_compile.compile(str(script), doraise=True, cfile=None)
 
@@ -148,7 +155,7 @@ def test_bench_report__ratios_compare_each_system_best_setting() -> None:
                 )
             },
         },
-        "config": {"runs": 2, "memory_runs": 1},
+        "config": config.as_dict(),
         "duration_seconds": 60,
         "results": results,
         "summary": summary,

@@ -57,7 +57,16 @@ SELECT * FROM pgq.jobs WHERE id = ANY(%(ids)s::bigint[]) ORDER BY id;
 -- each other; MATERIALIZED makes sure the locking subquery runs exactly once.
 -- Each queue is read on its own, in jobs_claim_idx order: `queue = ANY(...)`
 -- cannot use that order, and would walk other queues' backlogs instead.
-WITH ready AS MATERIALIZED (
+-- Paused and limited queues (pgq.queues) take what queue_allowances allows;
+-- it is called only if one of the served queues has a setting, found by one
+-- look-up per claim (never per job).
+WITH allowance AS MATERIALIZED (
+    SELECT a.queue, a.allowed
+    FROM pgq.queue_allowances(%(queues)s::text[], %(tasks)s::text[], %(limit)s::integer) AS a
+    WHERE EXISTS (SELECT 1 FROM pgq.queues AS q
+                  WHERE q.name = ANY(%(queues)s::text[])
+                    AND (q.paused OR q.max_running IS NOT NULL OR q.rate_per_second IS NOT NULL))
+), ready AS MATERIALIZED (
     SELECT candidate.id
     FROM unnest(%(queues)s::text[]) AS served(queue)
     CROSS JOIN LATERAL (
@@ -70,7 +79,8 @@ WITH ready AS MATERIALIZED (
           AND EXISTS (SELECT 1 FROM pgq.workers
                       WHERE id = %(worker_id)s AND expires_at > now())
         ORDER BY priority DESC, run_at, id
-        LIMIT %(limit)s
+        LIMIT COALESCE((SELECT allowed FROM allowance WHERE allowance.queue = served.queue),
+                       %(limit)s)
         FOR UPDATE SKIP LOCKED
     ) AS candidate
     ORDER BY candidate.priority DESC, candidate.run_at, candidate.id
@@ -78,27 +88,44 @@ WITH ready AS MATERIALIZED (
 )
 UPDATE pgq.jobs AS j
 SET status = 'running', attempts = j.attempts + 1, worker_id = %(worker_id)s,
-    started_at = now(), finished_at = NULL
+    started_at = now(), finished_at = NULL, progress = NULL
 FROM ready
 WHERE j.id = ready.id
 RETURNING j.*;
 
 -- name: claim_jobs_any_queue
-WITH ready AS MATERIALIZED (
-    SELECT id FROM pgq.jobs
+-- Queues without settings in one scan of jobs_claim_any_queue_idx; paused and
+-- limited ones (rare) are left out of it, and what their allowances permit is
+-- added by a function (planned once per session: nothing added to the planning
+-- of every claim but a function call), only if such a queue exists.
+WITH free AS MATERIALIZED (
+    SELECT id, priority, run_at FROM pgq.jobs
     WHERE status = 'queued'
       AND run_at <= now()
       AND task = ANY(%(tasks)s::text[])
+      AND queue <> ALL(ARRAY(SELECT name FROM pgq.queues
+                             WHERE paused OR max_running IS NOT NULL OR rate_per_second IS NOT NULL))
       -- A worker declared dead must re-register before it claims again.
       AND EXISTS (SELECT 1 FROM pgq.workers
                   WHERE id = %(worker_id)s AND expires_at > now())
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
+), ready AS MATERIALIZED (
+    SELECT id FROM (
+        SELECT * FROM free
+        UNION ALL
+        SELECT * FROM pgq.ready_in_limited_queues(
+            NULL, %(tasks)s::text[], %(limit)s::integer, %(worker_id)s::uuid)
+        WHERE EXISTS (SELECT 1 FROM pgq.queues
+                      WHERE paused OR max_running IS NOT NULL OR rate_per_second IS NOT NULL)
+    ) AS candidate
+    ORDER BY priority DESC, run_at, id
+    LIMIT %(limit)s
 )
 UPDATE pgq.jobs AS j
 SET status = 'running', attempts = j.attempts + 1, worker_id = %(worker_id)s,
-    started_at = now(), finished_at = NULL
+    started_at = now(), finished_at = NULL, progress = NULL
 FROM ready
 WHERE j.id = ready.id
 RETURNING j.*;
@@ -108,7 +135,9 @@ RETURNING j.*;
 -- waits), by the database's clock so that client clock skew does not matter.
 SELECT EXTRACT(EPOCH FROM min(run_at) - now())::float8 AS due_in FROM pgq.jobs
 WHERE status = 'queued' AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
-  AND task = ANY(%(tasks)s::text[]);
+  AND task = ANY(%(tasks)s::text[])
+  -- Polling a paused queue would only find it paused again.
+  AND queue <> ALL(ARRAY(SELECT name FROM pgq.queues WHERE paused));
 
 -- name: finish_jobs
 -- Records the outcome of many jobs in one statement. Only the holder of the
@@ -212,3 +241,42 @@ WHERE j.status = 'queued'
         AND (w.queues IS NULL OR j.queue = ANY(w.queues)))
 GROUP BY j.queue, j.task
 ORDER BY j.queue, j.task;
+
+-- name: queue_overview
+-- One row per queue with work waiting, running or finished lately. Each part
+-- reads an index that holds only what it counts, never the whole history:
+-- waiting jobs through jobs_claim_idx, running ones through
+-- jobs_running_worker_idx, recent outcomes through jobs_finished_idx (status,
+-- finished_at). Succeeded jobs are counted over one minute only: at thousands
+-- a second, an hour of them is millions of rows.
+WITH waiting AS (
+    SELECT queue,
+           count(*) FILTER (WHERE run_at <= now()) AS queued,
+           count(*) FILTER (WHERE run_at > now()) AS scheduled,
+           EXTRACT(EPOCH FROM now() - min(run_at) FILTER (WHERE run_at <= now()))::float8
+               AS oldest_waiting_s
+    FROM pgq.jobs WHERE status = 'queued'
+    GROUP BY queue
+), running AS (
+    SELECT queue, count(*) AS running FROM pgq.jobs WHERE status = 'running' GROUP BY queue
+), failed AS (
+    SELECT queue, count(*) AS failed_last_hour FROM pgq.jobs
+    WHERE status = 'failed' AND finished_at > now() - interval '1 hour'
+    GROUP BY queue
+), succeeded AS (
+    SELECT queue, count(*) AS succeeded_last_minute FROM pgq.jobs
+    WHERE status = 'succeeded' AND finished_at > now() - interval '1 minute'
+    GROUP BY queue
+)
+SELECT queue,
+       COALESCE(queued, 0) AS queued,
+       COALESCE(scheduled, 0) AS scheduled,
+       COALESCE(running, 0) AS running,
+       COALESCE(failed_last_hour, 0) AS failed_last_hour,
+       COALESCE(succeeded_last_minute, 0) AS succeeded_last_minute,
+       oldest_waiting_s
+FROM waiting
+FULL JOIN running USING (queue)
+FULL JOIN failed USING (queue)
+FULL JOIN succeeded USING (queue)
+ORDER BY queue;

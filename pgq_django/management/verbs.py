@@ -99,6 +99,11 @@ def _add_option(
     else:
         kwargs["type"] = _converter(param)
         kwargs["default"] = default
+        if getattr(param, "_flag_needs_value", False):  # an optional value: --watch [SECONDS]
+            kwargs["nargs"] = "?"
+            kwargs["const"] = param.flag_value
+            if param.metavar:  # argparse adds the brackets of an optional value itself
+                kwargs["metavar"] = param.metavar.strip("[]")
         if isinstance(param.type, click.Choice):
             kwargs["choices"] = list(param.type.choices)
         if default is not None and (param.show_default or param.name in _SHOWN):

@@ -201,7 +201,7 @@ def test_enqueue_without_app__accepted_when_a_live_worker_registered_the_task(
     assert (job.task, job.queue, job.kwargs) == ("reports.build", "reports", {"month": 3})
 
 
-# status
+# status: see test_cli_status.py
 
 
 @pytest.fixture
@@ -215,52 +215,6 @@ def mixed_queue(app: pgq.App) -> dict[str, int]:
     ids["images"] = tasks.add.using(queue="images").delay(2, 2).id
     register_live_worker(app, ["add"])
     return ids
-
-
-def test_status__table_of_counts_live_workers_and_orphaned_task_warning(
-    mixed_queue: dict[str, int], dsn: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, out, err = run(capsys, "--dsn", dsn, "status")
-
-    assert (code, err) == (0, "")
-    lines = out.splitlines()
-    assert lines[0].split() == [
-        "queue", "queued", "running", "succeeded", "failed", "cancelled", "scheduled",
-        "oldest", "ready",
-    ]  # fmt: skip
-    rows = {line.split()[0]: line.split()[1:] for line in lines[1:3]}
-    assert rows["default"][:6] == ["2", "0", "1", "1", "0", "1"]
-    assert rows["images"][:6] == ["1", "0", "0", "0", "0", "0"]
-    assert re.fullmatch(r"\d+\.\ds", rows["images"][6])
-    assert "live workers: 1" in lines
-    assert any("pid=4242" in line and "concurrency=2" in line for line in lines)
-    assert (
-        "warning: 1 job(s) of task 'echo' in queue 'default' wait for a worker that knows the task"
-        in lines
-    )
-
-
-def test_status_json__counts_workers_and_orphans(
-    mixed_queue: dict[str, int], dsn: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, out, _ = run(capsys, "--dsn", dsn, "status", "--json")
-
-    assert code == 0
-    report = json.loads(out)
-    counts = {(row["queue"], row["status"]): row["count"] for row in report["queues"]}
-    assert counts == {
-        ("default", "queued"): 2,
-        ("default", "succeeded"): 1,
-        ("default", "failed"): 1,
-        ("images", "queued"): 1,
-    }
-    [worker] = report["workers"]
-    assert (worker["pid"], worker["alive"], worker["tasks"]) == (4242, True, ["add"])
-    assert report["orphaned_tasks"] == [{"queue": "default", "task": "echo", "count": 1}]
-
-
-def test_status__empty_database(dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(capsys, "--dsn", dsn, "status") == (0, "no jobs\n\nlive workers: 0\n", "")
 
 
 # jobs

@@ -188,13 +188,15 @@ def test_grant_print__quotes_the_role_as_an_identifier_without_a_database(
         f"GRANT SELECT, INSERT ON pgq.jobs TO {quoted};",
         f"GRANT USAGE ON SEQUENCE pgq.jobs_id_seq TO {quoted};",
         f"GRANT SELECT ON pgq.workers TO {quoted};",
+        f"GRANT SELECT ON pgq.queues TO {quoted};",
         f"GRANT UPDATE ON pgq.jobs TO {quoted};",
         f"GRANT INSERT, UPDATE, DELETE ON pgq.workers TO {quoted};",
         f"GRANT SELECT, INSERT, UPDATE ON pgq.schedules TO {quoted};",
+        f"GRANT UPDATE ON pgq.queues TO {quoted};",
     ]
     code, out, _ = run_cli(capsys, "grant", "web", "--producer", "--print")
     assert code == 0
-    producer_lines = grants.grant_script(role, "worker").splitlines()[:5]
+    producer_lines = grants.grant_script(role, "worker").splitlines()[:6]
     assert out.splitlines() == [line.replace(quoted, '"web"') for line in producer_lines]
 
 

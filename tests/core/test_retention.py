@@ -173,6 +173,23 @@ def test_pruner__one_worker_at_a_time(dsn: str, conn: Conn) -> None:
     assert ids(conn) == []
 
 
+def test_pruner__its_lock_lasts_one_batch_transaction_never_a_session(dsn: str, conn: Conn) -> None:
+    # No session state: a transaction-mode pooler (PgBouncer) may hand the next
+    # batch to another server connection.
+    add_job(conn, "succeeded", 48)
+    now = datetime.now().astimezone()
+    with psycopg.connect(dsn) as first:  # a batch of another pruner, not committed
+        assert db.run(first, store.delete_finished_jobs("failed", now, 10, exclusive=True)) == 0
+        with psycopg.connect(dsn, autocommit=True) as second:
+            batch = store.delete_finished_jobs("succeeded", now, 10, exclusive=True)
+            assert db.run(second, batch) is None  # its turn is taken
+            first.commit()
+            batch = store.delete_finished_jobs("succeeded", now, 10, exclusive=True)
+            assert db.run(second, batch) == 1
+            held = second.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+            assert held.fetchone() == (0,)  # nothing outlives the statement
+
+
 def test_pruner__a_role_that_may_not_delete_prunes_nothing_and_says_so_once(
     server_dsn: str, dsn: str, conn: Conn, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -110,6 +110,15 @@ def test_check__unknown_database_alias_is_an_error() -> None:
     ]
 
 
+def test_check__unknown_listen_database_alias_is_an_error() -> None:
+    assert _messages(PGQ={"LISTEN_DATABASE": "direct"}) == [
+        (
+            "pgq_django.E002",
+            "PGQ['LISTEN_DATABASE'] is 'direct', which is not an alias in DATABASES.",
+        )
+    ]
+
+
 @pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
 def test_check__database_that_is_not_postgresql_is_an_error() -> None:
     databases = {

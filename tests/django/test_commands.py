@@ -72,11 +72,45 @@ def test_status__counts_per_queue_and_status() -> None:
     tasks.add.delay(1, 2)
     tasks.send_email.delay("a@example.com")
     text = run("pgq_status")
-    assert text.splitlines()[0].split()[:3] == ["queue", "queued", "running"]
+    assert text.splitlines()[0].split()[:4] == ["queue", "queued", "scheduled", "running"]
     assert any(line.split()[:2] == ["emails", "1"] for line in text.splitlines())
     assert "live workers: 0" in text
     parsed = json.loads(run("pgq_status", "--json"))
     assert {row["queue"] for row in parsed["queues"]} == {"default", "emails"}
+
+
+def test_status_help__watch_takes_an_optional_interval() -> None:
+    parser = load_command_class("pgq_django", "pgq_status").create_parser("manage.py", "pgq_status")
+    assert parser.parse_args([]).watch is None
+    assert parser.parse_args(["--watch"]).watch == 2.0
+    assert parser.parse_args(["--watch", "0.5"]).watch == 0.5
+    assert "--watch [SECONDS]" in " ".join(help_text("pgq_status").split())
+
+
+@pytest.mark.slow
+def test_manage_py_status_watch__redraws_until_ctrl_c(committed_db: None, app: pgq.App) -> None:
+    tasks.send_email.delay("a@example.com")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "django", "pgq_status", "--watch", "0.1"],
+        cwd=ROOT,
+        env=manage_env(app.dsn),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    try:
+        seen = [process.stdout.readline() for _ in range(12)]  # more than one frame
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    text = "".join(seen) + rest
+    assert process.returncode == 0, text
+    assert text.count("pgq status at ") >= 2, text
+    assert any(line.split()[:2] == ["emails", "1"] for line in text.splitlines())
 
 
 @pytest.mark.django_db

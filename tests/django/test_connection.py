@@ -83,6 +83,32 @@ def test_alias__follows_the_pgq_setting() -> None:
     assert "alias=PGQ[DATABASE]" in repr(app)
 
 
+def test_listen_database__follows_the_pgq_setting(app: pgq.App) -> None:
+    with override_settings(PGQ={"LISTEN_DATABASE": "default"}):
+        assert app.listen_dsn == conninfo_for_alias("default")
+        assert not app.pooled  # the same database the same way: nothing pooled
+    assert DjangoApp(alias="default").listen_dsn == conninfo_for_alias("default")
+
+
+@pytest.mark.django_db
+def test_listen_database__pooled_enqueues_prepare_nothing_on_djangos_connection() -> None:
+    app = DjangoApp()
+    app.configure(dsn=None, listen_dsn=conninfo_for_alias("default") + " application_name=x")
+    assert app.pooled
+    app.tasks = tasks.add.app.tasks
+    connection.ensure_connection()
+    # Django never prepares by default; OPTIONS {"prepare_threshold": 5} would.
+    connection.connection.prepare_threshold = 5
+    try:
+        for i in range(10):
+            app.execute(pgq.store.insert_job(tasks.add._new_job((i, 1), {})))
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+            assert cursor.fetchone() == (0,)
+    finally:
+        connection.connection.prepare_threshold = None
+
+
 @pytest.mark.django_db
 def test_enqueue__uses_djangos_connection_and_reads_back_python_values(app: pgq.App) -> None:
     job = tasks.send_email.delay("a@example.com", subject="hi")

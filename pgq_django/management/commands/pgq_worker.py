@@ -26,7 +26,8 @@ logger = logging.getLogger("pgq.django")
 
 class Command(VerbCommand):
     verb = "worker"
-    fixed: ClassVar[Mapping[str, Any]] = {"app_spec": None}  # the project's App, always
+    # The project's App, always; its listen DSN comes from PGQ["LISTEN_DATABASE"].
+    fixed: ClassVar[Mapping[str, Any]] = {"app_spec": None, "listen_dsn": None}
     help = (
         "Run a worker for this project's tasks until SIGTERM/SIGINT (or, with --burst, "
         "until no job is ready). Tasks are found in every installed app's tasks module."
