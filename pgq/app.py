@@ -119,6 +119,8 @@ class App:
 
     def configure(self, *, dsn: str | None, listen_dsn: str | None = None) -> None:
         """Point the App at another database; open connections are closed."""
+        if listen_dsn:
+            db.check_dsn(listen_dsn)
         self.close()
         self._dsn = dsn
         self._listen_dsn = listen_dsn

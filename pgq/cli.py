@@ -225,7 +225,6 @@ def worker(
     """Run a worker until SIGTERM/SIGINT (or, with --burst, until no job is ready)."""
     app = context.app(app_spec)
     if listen_dsn:
-        db.check_dsn(listen_dsn)
         app.configure(dsn=app._dsn, listen_dsn=listen_dsn)
     raise click.exceptions.Exit(run_worker(app, processes, **options))
 

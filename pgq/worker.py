@@ -94,7 +94,7 @@ async def within(
     connection takes seconds more. The caller closes the connection instead.
 
     Given ``conn``, the connection the operation's statement runs on, the server
-    is asked to cancel it (for CANCEL_WAIT at most) before anything is closed: a
+    is asked to cancel it (CANCEL_WAIT at most) before anything is closed: a
     statement that is only slow, or waits on a lock, would otherwise run on with
     its server connection after the caller gave up, and could commit unseen (a
     claim then holds jobs nobody runs). Its answer, rows or the cancellation
@@ -105,9 +105,11 @@ async def within(
     try:
         done, _ = await asyncio.wait({task}, timeout=timeout)
         if not done and conn is not None and cancel:
+            logger.warning("no answer within %.0fs: cancelling the statement", timeout)
+            wait = min(CANCEL_WAIT, timeout)
             with contextlib.suppress(Exception):
-                await conn.cancel_safe(timeout=CANCEL_WAIT)
-                done, _ = await asyncio.wait({task}, timeout=CANCEL_WAIT)
+                await conn.cancel_safe(timeout=wait)
+                done, _ = await asyncio.wait({task}, timeout=wait)
     except asyncio.CancelledError:
         task.cancel()
         raise

@@ -231,7 +231,7 @@ def test_jobs__lists_newest_first_with_filters(
     code, out, _ = run(capsys, "--dsn", dsn, "jobs")
     assert code == 0
     assert out.splitlines()[0].split() == [
-        "id", "status", "queue", "task", "attempts", "age", "error",
+        "id", "status", "queue", "task", "attempts", "age", "progress", "error",
     ]  # fmt: skip
     assert listed_ids(out) == sorted(ids.values(), reverse=True)
     failed_line = next(line for line in out.splitlines() if line.startswith(f"{ids['failed']} "))
