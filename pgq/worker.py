@@ -425,14 +425,9 @@ class Worker:
         return timeout
 
     def _start_all(self, rows: list[dict[str, Any]]) -> None:
-        stale = [row["id"] for row in rows if row["worker_id"] != self.id]
-        if stale:
-            # Claimed under an identity whose lease was lost during the claim:
-            # the recovery of that identity gives them back.
-            logger.warning("not running jobs %s: claimed under a lost lease", stale)
+        # _claim has already handed back rows claimed under a lease lost meanwhile.
         for row in rows:
-            if row["worker_id"] == self.id:
-                self._start(row)
+            self._start(row)
 
     def _start(self, row: dict[str, Any]) -> None:
         job = Job.from_row(row, self.app)

@@ -75,9 +75,10 @@ WITH allowance AS MATERIALIZED (
           AND queue = served.queue
           AND run_at <= now()
           AND task = ANY(%(tasks)s::text[])
-          -- A worker declared dead must re-register before it claims again.
+          -- A worker declared dead must re-register before it claims again, and
+          -- clock_timestamp() checks a claim that waited on a lock as of now.
           AND EXISTS (SELECT 1 FROM pgq.workers
-                      WHERE id = %(worker_id)s AND expires_at > now())
+                      WHERE id = %(worker_id)s AND expires_at > clock_timestamp())
         ORDER BY priority DESC, run_at, id
         LIMIT COALESCE((SELECT allowed FROM allowance WHERE allowance.queue = served.queue),
                        %(limit)s)
@@ -105,9 +106,10 @@ WITH free AS MATERIALIZED (
       AND task = ANY(%(tasks)s::text[])
       AND queue <> ALL(ARRAY(SELECT name FROM pgq.queues
                              WHERE paused OR max_running IS NOT NULL OR rate_per_second IS NOT NULL))
-      -- A worker declared dead must re-register before it claims again.
+      -- A worker declared dead must re-register before it claims again, and
+      -- clock_timestamp() checks a claim that waited on a lock as of now.
       AND EXISTS (SELECT 1 FROM pgq.workers
-                  WHERE id = %(worker_id)s AND expires_at > now())
+                  WHERE id = %(worker_id)s AND expires_at > clock_timestamp())
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
