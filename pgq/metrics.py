@@ -5,16 +5,17 @@ With ``--processes P`` each worker process serves its own port: PORT for the
 first, PORT+1 for the second, and so on (a process restarted by the
 supervisor takes its slot's port again). Scrape them all; sum in queries.
 
-The gauges are read when scraped, and a finished job costs one counter
-increment and one histogram observation on objects looked up once per
-(task, status).
+The gauges are read when scraped. A finished job costs one append to a
+queue; the counters and the histogram are brought up to date from it when
+scraped, in the server's thread, so the worker's loop never takes their locks.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import re
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .exceptions import ConfigurationError, PgqError
@@ -51,6 +52,10 @@ class WorkerMetrics:
 
         self.port = port_of_this_process(port)
         self.registry = CollectorRegistry()
+        # (task, status, seconds) of finished attempts not yet counted. Registered
+        # first: the registry collects in order, so it is drained before the counters.
+        self._pending: deque[tuple[str, str, float]] = deque()
+        self.registry.register(_Drain(self._count_pending))
         self._finished = Counter(
             "pgq_jobs_finished",
             "Attempts finished by this worker, by task and resulting status "
@@ -104,17 +109,39 @@ class WorkerMetrics:
             self._server = None
 
     def finished(self, task: str, status: str, seconds: float) -> None:
-        children = self._children.get((task, status))
-        if children is None:
-            children = self._children[task, status] = (
-                self._finished.labels(task, status),
-                self._duration.labels(task),
-            )
-        children[0].inc()
-        children[1].observe(seconds)
+        self._pending.append((task, status, seconds))
+
+    def _count_pending(self) -> None:
+        while True:
+            try:
+                task, status, seconds = self._pending.popleft()
+            except IndexError:
+                return
+            children = self._children.get((task, status))
+            if children is None:
+                children = self._children[task, status] = (
+                    self._finished.labels(task, status),
+                    self._duration.labels(task),
+                )
+            children[0].inc()
+            children[1].observe(seconds)
 
     def claimed(self, count: int) -> None:
         self._claimed.observe(count)
 
     def written(self, count: int) -> None:
         self._written.observe(count)
+
+
+class _Drain:
+    """A collector with no metrics of its own: collecting counts what is pending."""
+
+    def __init__(self, drain: Callable[[], None]):
+        self._drain = drain
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        self._drain()
+        return iter(())

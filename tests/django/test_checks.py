@@ -80,6 +80,17 @@ def test_settings__isolation_options() -> None:
     ]
 
 
+def test_settings__metrics_port() -> None:
+    assert read_settings({}).worker.metrics_port is None
+    read = read_settings({"WORKER": {"METRICS_PORT": 9100}})
+    assert read.worker.options()["metrics_port"] == 9100
+    with pytest.raises(SettingsError) as raised:
+        read_settings({"WORKER": {"METRICS_PORT": 70000}})
+    assert raised.value.problems == [
+        "PGQ['WORKER']: metrics_port must be a port number 1-65535, got 70000"
+    ]
+
+
 def test_settings__worker_options_must_agree() -> None:
     with pytest.raises(SettingsError, match=r"lease_seconds .* at least twice heartbeat_interval"):
         read_settings({"WORKER": {"HEARTBEAT_INTERVAL": 10, "LEASE_SECONDS": 15}})
