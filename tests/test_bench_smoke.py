@@ -109,7 +109,8 @@ def test_bench_peers__asyncpg_gets_a_url() -> None:
 
 
 def test_bench_report__ratios_compare_each_system_best_setting() -> None:
-    config = config_from_args(["--quick", "--scenario", "drain,latency"])
+    settings = ["--concurrency", "10,50", "--async-concurrency", "50"]  # not the defaults
+    config = config_from_args(["--quick", "--scenario", "drain,latency", *settings])
     config = replace(config, peers_venv=Path("/nonexistent"))
     adapters = [ADAPTERS[name](config) for name in ("pgq", "procrastinate")]
     cases = build_cases(config, adapters)
