@@ -21,8 +21,8 @@ NOTES = """\
   Procrastinate: `task.defer()`; PgQueuer: `Queries.enqueue()` with one job; ceiling: one
   autocommit `INSERT`, no NOTIFY).
 - **enqueue_bulk**: each library's bulk API, one call (one transaction) per batch shown
-  (pgq: `task.delay_many()`, COPY; Procrastinate: `task.batch_defer()`; PgQueuer:
-  `Queries.enqueue()` with lists; ceiling: raw COPY).
+  (pgq: `task.delay_many()`, one INSERT of a JSON array; Procrastinate: `task.batch_defer()`;
+  PgQueuer: `Queries.enqueue()` with lists; ceiling: raw COPY).
 - **drain**: no-op jobs queued beforehand (not timed), then one worker process runs them all
   and exits (pgq `worker --burst`, `procrastinate worker --one-shot`, PgQueuer `--mode drain`).
   Throughput is measured by the database, from the first start to the last completion, with each
