@@ -64,11 +64,10 @@ def test_metrics__counters_histogram_and_gauges_of_a_real_worker(
     def finished() -> dict[str, float] | None:
         samples = scrape(port)
         done = samples.get('pgq_jobs_finished_total{status="succeeded",task="add"}')
-        return (
-            samples
-            if done == 3 and 'pgq_jobs_finished_total{status="failed",task="fail_now"}' in samples
-            else None
-        )
+        failed = 'pgq_jobs_finished_total{status="failed",task="fail_now"}' in samples
+        # An outcome batch is counted once its write is done, after its jobs.
+        written = samples.get("pgq_outcome_batch_size_sum", 0) >= 4
+        return samples if done == 3 and failed and written else None
 
     samples = wait_until(finished, timeout=30)
     assert samples['pgq_jobs_finished_total{status="failed",task="fail_now"}'] == 1
