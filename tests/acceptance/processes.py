@@ -111,19 +111,8 @@ def start_worker(dsn: str, tmp_path: Path) -> Iterator[StartWorker]:
 
     def start(*args: str, dsn: str = dsn, log_level: str = "info") -> WorkerProcess:
         log = tmp_path / f"worker-{len(started)}.log"
-        command = pgq_command(
-            dsn, "--log-level", log_level, "worker", "--app", "tests.tasks:app", *args
-        )
-        with log.open("w") as out:
-            process = subprocess.Popen(
-                command,
-                cwd=ROOT,
-                env=subprocess_env(dsn),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-        started.append(WorkerProcess(process, log))
+        worker_args = ("--log-level", log_level, "worker", "--app", "tests.tasks:app", *args)
+        started.append(launch(dsn, log, *worker_args))
         return started[-1]
 
     yield start
@@ -131,6 +120,20 @@ def start_worker(dsn: str, tmp_path: Path) -> Iterator[StartWorker]:
         if worker.process.poll() is None:
             worker.process.kill()
             worker.process.wait()
+
+
+def launch(dsn: str, log: Path, *args: str) -> WorkerProcess:
+    """``pgq --dsn DSN *args`` in the background, its output in ``log``."""
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            pgq_command(dsn, *args),
+            cwd=ROOT,
+            env=subprocess_env(dsn),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    return WorkerProcess(process, log)
 
 
 def no_traceback(output: str) -> bool:

@@ -21,6 +21,7 @@ import pytest
 import pgq
 from pgq import ConfigurationError, InvalidOptions, JobStatus
 from tests import poison_tasks, tasks
+from tests.acceptance.processes import launch
 from tests.conftest import ROOT, pgq_command, subprocess_env, wait_until
 
 Conn = psycopg.Connection[Any]
@@ -64,17 +65,7 @@ def start_worker(dsn: str, tmp_path: Path) -> Iterator[Any]:
 
     def start(*args: str) -> WorkerProcess:
         log = tmp_path / f"worker-{len(started)}.log"
-        command = pgq_command(dsn, "worker", "--app", "tests.poison_tasks:app", *args)
-        with log.open("w") as out:
-            process = subprocess.Popen(
-                command,
-                cwd=ROOT,
-                env=subprocess_env(dsn),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-        started.append(WorkerProcess(process, log))
+        started.append(launch(dsn, log, "worker", "--app", "tests.poison_tasks:app", *args))
         return started[-1]
 
     yield start

@@ -5,7 +5,6 @@ old finished jobs on its own."""
 from __future__ import annotations
 
 import re
-import subprocess
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -15,8 +14,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.acceptance.processes import FAST_LEASE, WorkerProcess, scalar, worker_rows
-from tests.conftest import ROOT, pgq_command, subprocess_env, wait_until
+from tests.acceptance.processes import FAST_LEASE, WorkerProcess, launch, scalar, worker_rows
+from tests.conftest import wait_until
 
 Conn = psycopg.Connection[Any]
 StartWorkers = Callable[..., list[WorkerProcess]]
@@ -32,17 +31,8 @@ def start_workers(dsn: str, tmp_path: Path) -> Iterator[StartWorkers]:
     def start(count: int, app: str, *args: str) -> list[WorkerProcess]:
         for _ in range(count):
             log = tmp_path / f"worker-{len(started)}.log"
-            command = pgq_command(dsn, "worker", "--app", f"tests.maintenance_tasks:{app}", *args)
-            with log.open("w") as out:
-                process = subprocess.Popen(
-                    command,
-                    cwd=ROOT,
-                    env=subprocess_env(dsn),
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    text=True,
-                )
-            started.append(WorkerProcess(process, log))
+            worker_args = ("worker", "--app", f"tests.maintenance_tasks:{app}", *args)
+            started.append(launch(dsn, log, *worker_args))
         return started[-count:]
 
     yield start
